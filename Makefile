@@ -1,0 +1,113 @@
+# convoy - one non-recursive Makefile.
+#   make            build/libconvoy.a, build/convoy (and build/convoyd once the server exists)
+#   make test       install missing packages, build, run every test
+#   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make model      retrain models/fashion-mnist.cvy (needs Debian's python3-torch)
+#   make bench      engine benchmarks, convoy next to onnxruntime-node
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+BUILD ?= build
+SAN ?=
+PYTHON ?= /usr/bin/python3
+
+# Older OpenBLAS builds misbehave on some AVX-512 CPUs; pin its AVX2 kernel unless told otherwise.
+export OPENBLAS_CORETYPE ?= Haswell
+
+PKG_CFLAGS = $(shell pkg-config --cflags openblas stb jansson libmicrohttpd libprotobuf-c zlib 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs openblas jansson zlib 2>/dev/null) -lstb -lpthread -lm
+
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -fno-omit-frame-pointer \
+	-ffp-contract=off -MMD -MP -Iinclude -Iengine $(PKG_CFLAGS)
+ifneq ($(SAN),)
+BASE_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined
+SAN_LDFLAGS := -fsanitize=address,undefined
+endif
+ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL = $(SAN_LDFLAGS) $(LDFLAGS)
+
+# Per-file instruction sets: the rest of the code builds for baseline x86-64 and dispatches.
+ISA_avx2 := -mavx2 -mfma -mf16c
+ISA_avx512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma
+isa_flags = $(if $(findstring _avx512,$1),$(ISA_avx512),$(if $(findstring _avx2,$1),$(ISA_avx2)))
+
+ENGINE_SRC := $(sort $(wildcard engine/*.c))
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC := $(sort $(wildcard tools/*.c))
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI_LIB_OBJ := $(filter-out $(BUILD)/tools/convoy.o,$(CLI_OBJ))
+UNIT_SRC := $(sort $(wildcard tests/unit_*.c))
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/%.o)
+
+LIB := $(BUILD)/libconvoy.a
+CLI := $(BUILD)/convoy
+UNIT := $(BUILD)/test_unit
+TEST_BINS := $(UNIT)
+
+.PHONY: all deps test asan clean model bench run FORCE
+all: $(LIB) $(CLI)
+
+# ---- packages ------------------------------------------------------------------------------
+DEB_BUILD := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
+	libstb-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libsystemd-dev zlib1g-dev
+DEB_TEST := check libsubunit-dev libcurl4-openssl-dev dataset-fashion-mnist libonnx-testdata
+DEB_TOOLS := python3-torch python3-numpy python3-onnx
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEPS_STAMP := $(BUILD)/.deps-$(shell echo $(DEB_BUILD) $(DEB_TEST) | md5sum | cut -c1-8)
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP):
+	@missing=$$(for p in $(DEB_BUILD) $(DEB_TEST); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(BUILD) && touch $@
+
+deps-tools: deps
+	@missing=$$(for p in $(DEB_TOOLS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; fi
+
+# ---- build ---------------------------------------------------------------------------------
+# Every object waits for the packages; re-evaluate pkg-config flags after installing them.
+$(BUILD)/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(call isa_flags,$<) $(EXTRA_CFLAGS) -c $< -o $@
+
+$(LIB): $(ENGINE_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(CLI): $(CLI_OBJ) $(LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(CLI_OBJ) $(LIB) $(PKG_LIBS)
+
+$(UNIT): $(UNIT_OBJ) $(CLI_LIB_OBJ) $(LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(UNIT_OBJ) $(CLI_LIB_OBJ) $(LIB) $(PKG_LIBS) \
+		$(shell pkg-config --libs check 2>/dev/null)
+
+-include server/server.mk
+
+# ---- tests ---------------------------------------------------------------------------------
+test: all $(TEST_BINS)
+	@set -e; for t in $(TEST_BINS); do echo "== $$t"; CONVOY_BUILD=$(BUILD) $$t; done
+
+asan:
+	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-O1 -g" test
+
+# ---- models and benchmarks -----------------------------------------------------------------
+model: deps-tools
+	$(PYTHON) tools/train_fashion.py --out models/fashion-mnist.cvy --onnx $(BUILD)/fashion-mnist.onnx
+
+bench: all
+	tools/bench.sh $(CLI)
+
+clean:
+	rm -rf build
+
+-include $(ENGINE_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)

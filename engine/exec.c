@@ -1,0 +1,281 @@
+/* exec.c - run contexts: the activation arena and scratch of one model at one maximum batch,
+ * and the execution of the plan's steps on the engine's thread pool. Nothing here allocates
+ * after cvy_context_create. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "util.h"
+
+#define PARALLEL_MIN_FLOPS 2e5 /* steps smaller than this run on the calling thread alone */
+
+struct cvy_context {
+    const cvy_model *m;
+    int max_batch;
+    int threads;
+    float *arena;   /* max_batch * plan.arena_floats */
+    float *scratch; /* threads * plan.scratch_floats */
+    float *input;   /* max_batch * input size: the context's own input buffer */
+    float **ptr;    /* per value: where image 0 of it lives during the current run */
+};
+
+cvy_status cvy_context_create(const cvy_model *m, int max_batch, cvy_context **out,
+                              cvy_error *err)
+{
+    if (!m || !out) return cvy_fail(err, CVY_ERR_ARG, "context: NULL model or out");
+    *out = NULL;
+    if (max_batch < 1 || max_batch > 65536)
+        return cvy_fail(err, CVY_ERR_ARG, "context: max batch %d out of range 1..65536",
+                        max_batch);
+    const plan *p = &m->plan;
+    cvy_context *c = calloc(1, sizeof *c);
+    size_t arena, scratch, input;
+    if (!c || !cvy_mul_ok(p->arena_floats, (size_t)max_batch * sizeof(float), &arena) ||
+        !cvy_mul_ok(p->scratch_floats, (size_t)m->eng->threads * sizeof(float), &scratch) ||
+        !cvy_mul_ok(m->in_size, (size_t)max_batch * sizeof(float), &input)) {
+        free(c);
+        return cvy_fail(err, CVY_ERR_NOMEM, "context: sizes overflow");
+    }
+    c->m = m;
+    c->max_batch = max_batch;
+    c->threads = m->eng->threads;
+    c->arena = cvy_alloc_aligned(arena); /* zeroed: every page touched now */
+    c->scratch = cvy_alloc_aligned(scratch);
+    c->input = cvy_alloc_aligned(input);
+    c->ptr = calloc((size_t)p->n_values, sizeof *c->ptr);
+    if (!c->arena || !c->scratch || !c->input || !c->ptr) {
+        cvy_context_destroy(c);
+        return cvy_fail(err, CVY_ERR_NOMEM, "context: out of memory for a batch of %d (%zu MiB)",
+                        max_batch, (arena + scratch + input) >> 20);
+    }
+    for (int v = 0; v < p->n_values; v++)
+        c->ptr[v] = c->arena + p->values[p->values[v].root].offset * (size_t)max_batch;
+    *out = c;
+    return CVY_OK;
+}
+
+void cvy_context_destroy(cvy_context *c)
+{
+    if (!c) return;
+    cvy_free_aligned(c->arena);
+    cvy_free_aligned(c->scratch);
+    cvy_free_aligned(c->input);
+    free(c->ptr);
+    free(c);
+}
+
+int cvy_context_max_batch(const cvy_context *c) { return c->max_batch; }
+float *cvy_context_input(cvy_context *c) { return c->input; }
+
+/* ---- step execution ------------------------------------------------------------------------ */
+
+typedef struct job {
+    cvy_context *c;
+    const step *s;
+    int n; /* images */
+} job;
+
+static const float *W(const job *j, size_t off)
+{
+    return off == SIZE_MAX ? NULL : j->c->m->plan.weights + off;
+}
+
+static size_t vsize(const job *j, int v) { return j->c->m->plan.values[v].size; }
+
+/* One (image, group, column chunk) of an im2col + sgemm conv, epilogue fused. */
+static void conv_gemm_task(void *arg, int task, int thread)
+{
+    const job *j = arg;
+    const step *s = j->s;
+    const conv_geom *g = &s->g;
+    int img = task / s->tasks, r = task % s->tasks;
+    int cols = g->h_out * g->w_out, nchunks = s->tasks / g->group;
+    int grp = r / nchunks, c0 = (r % nchunks) * s->chunk;
+    int c1 = c0 + s->chunk < cols ? c0 + s->chunk : cols;
+    int cin_g = g->c_in / g->group, cout_g = g->c_out / g->group;
+    int k = cin_g * g->kh * g->kw;
+    const float *x = j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]) +
+                     (size_t)grp * cin_g * g->h_in * g->w_in;
+    float *y = j->c->ptr[s->out] + img * vsize(j, s->out) + (size_t)grp * cout_g * cols + c0;
+    const float *bmat;
+    int ldb;
+    if (s->scratch == 0) { /* 1x1 stride 1: the input is the column matrix */
+        bmat = x + c0;
+        ldb = cols;
+    } else {
+        float *col = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
+        cvy_im2col(x, col, g, cin_g, c0, c1);
+        bmat = col;
+        ldb = c1 - c0;
+    }
+    const float *w = W(j, s->w_off) + (size_t)grp * cout_g * k;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout_g, c1 - c0, k, 1.0f, w, k, bmat,
+                ldb, 0.0f, y, cols);
+    const float *res = NULL;
+    if (s->residual >= 0)
+        res = j->c->ptr[s->residual] + img * vsize(j, s->residual) +
+              (size_t)grp * cout_g * cols + c0;
+    j->c->m->plan.kern->bias_act(y, cout_g, c1 - c0, (size_t)cols,
+                                 W(j, s->b_off) + (size_t)grp * cout_g, res, (size_t)cols,
+                                 &s->act);
+}
+
+static void conv_ref_task(void *arg, int img, int thread)
+{
+    (void)thread;
+    const job *j = arg;
+    const step *s = j->s;
+    const float *x = j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]);
+    float *y = j->c->ptr[s->out] + img * vsize(j, s->out);
+    cvy_conv_ref(x, W(j, s->w_off), W(j, s->b_off), y, &s->g, &s->act);
+}
+
+/* Channel-block tasks: depthwise conv and pools, 16 channels per task. */
+static void channel_task(void *arg, int task, int thread)
+{
+    (void)thread;
+    const job *j = arg;
+    const step *s = j->s;
+    const cvy_kernels *k = j->c->m->plan.kern;
+    int img = task / s->tasks, c0 = (task % s->tasks) * 16;
+    int c1 = c0 + 16 < s->g.c_out ? c0 + 16 : s->g.c_out;
+    const float *x = j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]);
+    float *y = j->c->ptr[s->out] + img * vsize(j, s->out);
+    if (s->kind == S_CONV_DW)
+        k->depthwise(x, W(j, s->w_off), W(j, s->b_off), y, &s->g, c0, c1, &s->act);
+    else if (s->kind == S_MAXPOOL)
+        k->maxpool(x, y, &s->g, c0, c1);
+    else
+        k->avgpool(x, y, &s->g, c0, c1, s->count_pad);
+}
+
+/* Fully connected: output neurons [o0, o1) for all images, activation fused. */
+static void gemm_task(void *arg, int task, int thread)
+{
+    (void)thread;
+    const job *j = arg;
+    const step *s = j->s;
+    int o0 = task * GEMM_CHUNK, o1 = o0 + GEMM_CHUNK < s->nout ? o0 + GEMM_CHUNK : s->nout;
+    j->c->m->plan.kern->fc(j->c->ptr[s->in[0]], j->n, s->k, W(j, s->w_off), o0, o1,
+                           W(j, s->b_off), j->c->ptr[s->out], (size_t)s->nout, &s->act);
+}
+
+/* General broadcasting for Add/Mul: strides from the padded 5-d shapes (batch dim = 0). */
+static void binary_general(const job *j, int img, const float *a, const float *b, float *y)
+{
+    const step *s = j->s;
+    size_t st[2][5];
+    for (int q = 0; q < 2; q++) {
+        size_t acc = 1;
+        for (int d = 4; d >= 0; d--) {
+            int dim = s->bshape[q][d];
+            st[q][d] = (dim == 1) ? 0 : acc;
+            if (dim > 1) acc *= (size_t)dim;
+        }
+    }
+    (void)img;
+    size_t i = 0;
+    const int *o = s->oshape;
+    for (int d1 = 0; d1 < o[1]; d1++)
+        for (int d2 = 0; d2 < o[2]; d2++)
+            for (int d3 = 0; d3 < o[3]; d3++)
+                for (int d4 = 0; d4 < o[4]; d4++, i++) {
+                    size_t ia = d1 * st[0][1] + d2 * st[0][2] + d3 * st[0][3] + d4 * st[0][4];
+                    size_t ib = d1 * st[1][1] + d2 * st[1][2] + d3 * st[1][3] + d4 * st[1][4];
+                    y[i] = s->mul ? a[ia] * b[ib] : a[ia] + b[ib];
+                }
+}
+
+/* Per-image steps that are cheap or sequential: binary, concat, gap, act, softmax, copy. */
+static void image_task(void *arg, int img, int thread)
+{
+    (void)thread;
+    const job *j = arg;
+    const step *s = j->s;
+    const cvy_kernels *k = j->c->m->plan.kern;
+    const float *x = j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]);
+    size_t osz = vsize(j, s->out);
+    float *y = j->c->ptr[s->out] + img * osz;
+    switch (s->kind) {
+    case S_BINARY: {
+        const float *b = s->b_const ? W(j, s->b_off)
+                                    : j->c->ptr[s->in[1]] + img * vsize(j, s->in[1]);
+        if (s->bin_mode == BIN_SAME) k->binary(x, b, y, osz, s->mul);
+        else if (s->bin_mode == BIN_CHAN) k->binary_chan(x, b, y, s->chan_c, s->chan_hw, s->mul);
+        else binary_general(j, img, x, b, y);
+        break;
+    }
+    case S_CONCAT: {
+        float *dst = y;
+        for (int o = 0; o < s->outer; o++)
+            for (int q = 0; q < s->n_in; q++) {
+                const float *src = j->c->ptr[s->in[q]] + img * vsize(j, s->in[q]);
+                memcpy(dst, src + (size_t)o * s->inner[q], s->inner[q] * sizeof(float));
+                dst += s->inner[q];
+            }
+        break;
+    }
+    case S_GAP: k->gap(x, y, (int)osz, (int)(vsize(j, s->in[0]) / osz)); break;
+    case S_ACT: k->act(x, y, osz, &s->act); break;
+    case S_SOFTMAX:
+        for (int o = 0; o < s->sm_outer; o++) {
+            const float *xo = x + (size_t)o * s->sm_n * s->sm_inner;
+            float *yo = y + (size_t)o * s->sm_n * s->sm_inner;
+            if (s->sm_inner == 1) {
+                cvy_softmax(xo, yo, s->sm_n);
+                continue;
+            }
+            for (int in = 0; in < s->sm_inner; in++) { /* strided: rare, plain loops */
+                float mx = xo[in];
+                for (int q = 1; q < s->sm_n; q++)
+                    if (xo[(size_t)q * s->sm_inner + in] > mx) mx = xo[(size_t)q * s->sm_inner + in];
+                float sum = 0.0f;
+                for (int q = 0; q < s->sm_n; q++) {
+                    float e = expf(xo[(size_t)q * s->sm_inner + in] - mx);
+                    yo[(size_t)q * s->sm_inner + in] = e;
+                    sum += e;
+                }
+                for (int q = 0; q < s->sm_n; q++) yo[(size_t)q * s->sm_inner + in] /= sum;
+            }
+        }
+        break;
+    case S_COPY: memcpy(y, x, osz * sizeof(float)); break;
+    default: break;
+    }
+}
+
+static void run_step(cvy_context *c, const step *s, int n)
+{
+    job j = {c, s, n};
+    cvy_pool *pool = c->m->eng->pool;
+    int threads = s->flops * n < PARALLEL_MIN_FLOPS ? 1 : c->threads;
+    switch (s->kind) {
+    case S_CONV_GEMM: cvy_pool_run(pool, n * s->tasks, threads, conv_gemm_task, &j); break;
+    case S_CONV_REF: cvy_pool_run(pool, n, threads, conv_ref_task, &j); break;
+    case S_CONV_DW:
+    case S_MAXPOOL:
+    case S_AVGPOOL: cvy_pool_run(pool, n * s->tasks, threads, channel_task, &j); break;
+    case S_GEMM: cvy_pool_run(pool, s->tasks, threads, gemm_task, &j); break;
+    default: cvy_pool_run(pool, n, threads, image_task, &j); break;
+    }
+}
+
+cvy_status cvy_context_run(cvy_context *c, int n, const float *input, float *output,
+                           cvy_error *err)
+{
+    if (!c || !output) return cvy_fail(err, CVY_ERR_ARG, "run: NULL context or output");
+    if (n < 1 || n > c->max_batch)
+        return cvy_fail(err, CVY_ERR_ARG, "run: batch %d outside 1..%d", n, c->max_batch);
+    const plan *p = &c->m->plan;
+    /* the graph input and its views read straight from the caller's (or our) buffer */
+    const float *in = input ? input : c->input;
+    for (int v = 0; v < p->n_values; v++)
+        if (p->values[v].root == p->input) c->ptr[v] = (float *)in;
+    unsigned fpu = cvy_fpu_enter();
+    for (int i = 0; i < p->n_steps; i++) run_step(c, &p->steps[i], n);
+    cvy_fpu_leave(fpu);
+    memcpy(output, c->ptr[p->output], (size_t)n * c->m->out_size * sizeof(float));
+    return CVY_OK;
+}

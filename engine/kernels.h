@@ -1,0 +1,95 @@
+/* kernels.h - the compute kernels, each a plain C reference (kernels_ref.c) plus optimized
+ * variants (kernels_avx2.c, ...) chosen once at engine creation through cvy_kernels.
+ *
+ * Layout: activations are NCHW float32; kernels below work on one image ("x is (C, H, W)")
+ * unless said otherwise. No kernel allocates memory; all are thread-safe on disjoint outputs. */
+#ifndef CVY_KERNELS_H
+#define CVY_KERNELS_H
+
+#include <stddef.h>
+#include "convoy.h"
+
+/* Activations, fusable into conv/gemm epilogues. */
+typedef enum act_type {
+    ACT_NONE = 0,
+    ACT_RELU,
+    ACT_CLIP,       /* min(max(x, a), b) */
+    ACT_LEAKY,      /* x >= 0 ? x : a*x */
+    ACT_SIGMOID,    /* 1/(1+exp(-x)) */
+    ACT_HARDSIGMOID, /* max(0, min(1, a*x + b)) */
+    ACT_HARDSWISH,  /* x * max(0, min(1, x/6 + 1/2)) */
+} act_type;
+
+typedef struct act_params {
+    act_type type;
+    float a, b;
+} act_params;
+
+/* Spatial geometry of a conv or pool over one image. */
+typedef struct conv_geom {
+    int c_in, h_in, w_in;
+    int c_out, h_out, w_out;
+    int kh, kw, sh, sw, pt, pl, pb, pr, dh, dw; /* pads: top, left, bottom, right */
+    int group;
+} conv_geom;
+
+typedef struct cvy_kernels {
+    const char *name; /* "ref", "avx2", "avx512" */
+
+    /* y[r*ld + j] = act(y[r*ld + j] + bias[r] + res[r*ld + j]) for r < rows, j < cols;
+     * bias and res may be NULL. The conv/gemm epilogue. */
+    void (*bias_act)(float *y, int rows, int cols, size_t ld, const float *bias,
+                     const float *res, size_t res_ld, const act_params *act);
+
+    /* Elementwise activation y[i] = act(x[i]), i < n (x == y allowed). */
+    void (*act)(const float *x, float *y, size_t n, const act_params *act);
+
+    /* Depthwise conv (group == c_in == c_out) of channels [c0, c1) of one image.
+     * x (C, H, W), w (C, KH, KW), bias (C) or NULL, y (C, OH, OW), activation fused. */
+    void (*depthwise)(const float *x, const float *w, const float *bias, float *y,
+                      const conv_geom *g, int c0, int c1, const act_params *act);
+
+    /* Max / average pooling of channels [c0, c1) of one image. For average pooling
+     * count_pad says whether cells of the explicit padding count in the divisor; cells a
+     * ceil_mode window reaches beyond the padding never count. */
+    void (*maxpool)(const float *x, float *y, const conv_geom *g, int c0, int c1);
+    void (*avgpool)(const float *x, float *y, const conv_geom *g, int c0, int c1,
+                    int count_pad);
+
+    /* y[c] = mean of x[c*hw .. c*hw+hw), c < channels. */
+    void (*gap)(const float *x, float *y, int channels, int hw);
+
+    /* Elementwise y = a + b or a * b over n elements (mul = 0 / 1). */
+    void (*binary)(const float *a, const float *b, float *y, size_t n, int mul);
+    /* Fully connected, y[i*ldy + o] = act(bias[o] + dot(x_i, w_o)) for images i < n and
+     * outputs o in [o0, o1); x (n, k) rows, w (nout, k) rows. Each element's arithmetic is
+     * the same whatever n and the block it falls in, so batching never changes a result. */
+    void (*fc)(const float *x, int n, int k, const float *w, int o0, int o1, const float *bias,
+               float *y, size_t ldy, const act_params *act);
+    /* y[c*hw + i] = a[c*hw + i] (+ or *) b[c], channel broadcast. */
+    void (*binary_chan)(const float *a, const float *b, float *y, int channels, int hw,
+                        int mul);
+} cvy_kernels;
+
+/* The reference table and the optimized ones (NULL where the build lacks the ISA). */
+const cvy_kernels *cvy_kernels_ref(void);
+const cvy_kernels *cvy_kernels_avx2(void);
+
+/* Reference convolution, direct loops, for tests and CVY_ISA_REF: one image, all groups.
+ * x (C_in, H, W), w (C_out, C_in/group, KH, KW), bias (C_out) or NULL, y (C_out, OH, OW). */
+void cvy_conv_ref(const float *x, const float *w, const float *bias, float *y,
+                  const conv_geom *g, const act_params *act);
+
+/* im2col of one group of one image for output columns [col0, col1) (column = oy*OW + ox):
+ * col (K = cin_g*KH*KW rows, ld = col1-col0), padded cells zero. x points at the group's
+ * first input channel. */
+void cvy_im2col(const float *x, float *col, const conv_geom *g, int cin_g, int col0,
+                int col1);
+
+/* Softmax over n values: y = exp(x - max) / sum. Reference only (tiny). */
+void cvy_softmax(const float *x, float *y, int n);
+
+/* Scalar activation, shared by every table for tails. */
+float cvy_act1(float v, const act_params *act);
+
+#endif

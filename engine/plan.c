@@ -1,0 +1,975 @@
+/* plan.c - turns a parsed .cvy graph into an execution plan: checks every node (operator,
+ * attributes, input kinds, shapes), orders nodes topologically, folds batch-norm into the
+ * preceding conv, fuses bias + residual add + activation into conv and gemm epilogues, packs
+ * weights into one aligned block and places every activation in one arena by liveness. */
+#include "plan.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+typedef struct builder {
+    const fmt_model *fm;
+    plan *p;
+    cvy_error *err;
+    float *w; /* weight store, grown while planning */
+    size_t nw, capw;
+    int *producer;  /* node producing each tensor, -1 */
+    int *consumers; /* number of node inputs reading each tensor (+1 for the graph output) */
+    int *order;     /* nodes in topological order */
+    char *done;     /* node already folded into an earlier step */
+    int cap_steps;
+} builder;
+
+#define NODE_FAIL(b, i, s, ...) node_fail(b, i, s, __VA_ARGS__)
+
+/* Formats "node <i> '<name>' (<Op>): <message>" into the error. */
+__attribute__((format(printf, 4, 5))) static cvy_status node_fail(builder *b, int i,
+                                                                   cvy_status s,
+                                                                   const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    const fmt_node *n = &b->fm->nodes[i];
+    return cvy_fail(b->err, s, "node %d '%s' (%s): %s", i, n->name, fmt_op_name(n->op), msg);
+}
+
+/* Appends n floats (copied bytewise: src may be unaligned, or NULL for zeros) to the weight
+ * store at a 16-float aligned offset. Returns the offset, or SIZE_MAX on OOM. */
+static size_t wpush(builder *b, const void *src, size_t n)
+{
+    size_t off = cvy_round_up(b->nw, 16);
+    if (off + n > b->capw) {
+        size_t cap = b->capw ? b->capw : 4096;
+        while (cap < off + n) cap *= 2;
+        float *w = realloc(b->w, cap * sizeof(float));
+        if (!w) return SIZE_MAX;
+        b->w = w;
+        b->capw = cap;
+    }
+    memset(b->w + b->nw, 0, (off - b->nw) * sizeof(float));
+    if (src) memcpy(b->w + off, src, n * sizeof(float));
+    else memset(b->w + off, 0, n * sizeof(float));
+    b->nw = off + n;
+    return off;
+}
+
+static float wget(const fmt_tensor *t, size_t i)
+{
+    float v;
+    memcpy(&v, (const char *)t->data + i * sizeof(float), sizeof v);
+    return v;
+}
+
+static step *new_step(builder *b, int node, step_kind kind, const char *algo)
+{
+    plan *p = b->p;
+    if (p->n_steps == b->cap_steps) {
+        int cap = b->cap_steps ? 2 * b->cap_steps : 16;
+        step *s = realloc(p->steps, (size_t)cap * sizeof *s);
+        if (!s) return NULL;
+        p->steps = s;
+        b->cap_steps = cap;
+    }
+    step *s = &p->steps[p->n_steps++];
+    memset(s, 0, sizeof *s);
+    const fmt_node *n = &b->fm->nodes[node];
+    s->kind = kind;
+    s->algo = algo;
+    memcpy(s->name, n->name, sizeof s->name);
+    snprintf(s->op, sizeof s->op, "%s", fmt_op_name(n->op));
+    s->residual = -1;
+    s->w_off = s->b_off = SIZE_MAX;
+    s->n_in = 1;
+    s->in[0] = (int)n->in[0];
+    s->out = (int)n->out;
+    return s;
+}
+
+static void op_append(step *s, uint32_t op)
+{
+    size_t l = strlen(s->op);
+    snprintf(s->op + l, sizeof s->op - l, "+%s", fmt_op_name(op));
+}
+
+static value *val(builder *b, uint32_t t) { return &b->p->values[t]; }
+
+static int is_act(uint32_t t, const fmt_model *fm) { return fm->tensors[t].kind == FMT_ACTIVATION; }
+
+static void set_shape(value *v, int ndim, const int *dims)
+{
+    v->ndim = ndim;
+    v->size = 1;
+    for (int i = 0; i < ndim; i++) {
+        v->dims[i] = dims[i];
+        v->size *= (size_t)dims[i];
+    }
+    v->used = 1;
+}
+
+/* ---- graph checks: producers, topological order, dead nodes ------------------------------ */
+
+static cvy_status check_graph(builder *b)
+{
+    const fmt_model *fm = b->fm;
+    int nt = (int)fm->n_tensors, nn = (int)fm->n_nodes;
+    if (!is_act(fm->input, fm) || fm->tensors[fm->input].ndim != 3)
+        return cvy_fail(b->err, CVY_ERR_FORMAT,
+                        "graph input tensor %u must be an activation with dims (C, H, W)",
+                        fm->input);
+    if (!is_act(fm->output, fm))
+        return cvy_fail(b->err, CVY_ERR_FORMAT, "graph output tensor %u is not an activation",
+                        fm->output);
+    for (int t = 0; t < nt; t++) b->producer[t] = -1;
+    for (int i = 0; i < nn; i++) {
+        const fmt_node *n = &fm->nodes[i];
+        if (!is_act(n->out, fm))
+            return NODE_FAIL(b, i, CVY_ERR_FORMAT, "output tensor %u is a weight", n->out);
+        if (n->out == fm->input)
+            return NODE_FAIL(b, i, CVY_ERR_FORMAT, "writes the graph input");
+        if (b->producer[n->out] >= 0)
+            return NODE_FAIL(b, i, CVY_ERR_FORMAT, "tensor %u already produced by node %d",
+                             n->out, b->producer[n->out]);
+        b->producer[n->out] = i;
+        for (uint32_t k = 0; k < n->n_in; k++) b->consumers[n->in[k]]++;
+    }
+    b->consumers[fm->output]++;
+    for (int i = 0; i < nn; i++) {
+        const fmt_node *n = &fm->nodes[i];
+        for (uint32_t k = 0; k < n->n_in; k++) {
+            uint32_t t = n->in[k];
+            if (is_act(t, fm) && t != fm->input && b->producer[t] < 0)
+                return NODE_FAIL(b, i, CVY_ERR_FORMAT, "input tensor %u is never produced", t);
+        }
+    }
+    if (fm->output != fm->input && b->producer[fm->output] < 0)
+        return cvy_fail(b->err, CVY_ERR_FORMAT, "graph output tensor %u is never produced",
+                        fm->output);
+
+    /* Kahn's algorithm over node dependencies, keeping file order among ready nodes. */
+    int *indeg = calloc((size_t)nn, sizeof *indeg);
+    if (!indeg) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < nn; i++)
+        for (uint32_t k = 0; k < fm->nodes[i].n_in; k++)
+            if (b->producer[fm->nodes[i].in[k]] >= 0) indeg[i]++;
+    int head = 0, count = 0;
+    for (int i = 0; i < nn; i++)
+        if (indeg[i] == 0) b->order[count++] = i;
+    while (head < count) {
+        int i = b->order[head++];
+        uint32_t out = fm->nodes[i].out;
+        for (int j = 0; j < nn; j++)
+            for (uint32_t k = 0; k < fm->nodes[j].n_in; k++)
+                if (fm->nodes[j].in[k] == out && --indeg[j] == 0) b->order[count++] = j;
+    }
+    free(indeg);
+    if (count != nn) return cvy_fail(b->err, CVY_ERR_FORMAT, "the graph has a cycle");
+
+    /* every node must feed the output */
+    char *live = calloc((size_t)nt, 1);
+    if (!live) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    live[fm->output] = 1;
+    for (int o = nn - 1; o >= 0; o--) {
+        const fmt_node *n = &fm->nodes[b->order[o]];
+        if (!live[n->out]) continue;
+        for (uint32_t k = 0; k < n->n_in; k++) live[n->in[k]] = 1;
+    }
+    for (int i = 0; i < nn; i++)
+        if (!live[fm->nodes[i].out]) {
+            free(live);
+            return NODE_FAIL(b, i, CVY_ERR_FORMAT, "does not contribute to the graph output");
+        }
+    free(live);
+    return CVY_OK;
+}
+
+/* The single node reading tensor t, or -1 if none, several, or t is the graph output. */
+static int sole_consumer(builder *b, uint32_t t)
+{
+    if (b->consumers[t] != 1 || t == b->fm->output) return -1;
+    for (uint32_t i = 0; i < b->fm->n_nodes; i++)
+        for (uint32_t k = 0; k < b->fm->nodes[i].n_in; k++)
+            if (b->fm->nodes[i].in[k] == t) return (int)i;
+    return -1;
+}
+
+/* Fills act from an activation node; returns 0 if the node is no activation. */
+static int node_act(const fmt_node *n, act_params *act)
+{
+    switch (n->op) {
+    case OP_RELU: *act = (act_params){ACT_RELU, 0, 0}; return 1;
+    case OP_CLIP: *act = (act_params){ACT_CLIP, n->fa[0], n->fa[1]}; return 1;
+    case OP_LEAKYRELU: *act = (act_params){ACT_LEAKY, n->fa[0], 0}; return 1;
+    case OP_SIGMOID: *act = (act_params){ACT_SIGMOID, 0, 0}; return 1;
+    case OP_HARDSIGMOID: *act = (act_params){ACT_HARDSIGMOID, n->fa[0], n->fa[1]}; return 1;
+    case OP_HARDSWISH: *act = (act_params){ACT_HARDSWISH, 0, 0}; return 1;
+    default: return 0;
+    }
+}
+
+static cvy_status check_act_params(builder *b, int i, const act_params *a)
+{
+    if (a->type == ACT_CLIP && !(a->a <= a->b))
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "Clip min %g > max %g", a->a, a->b);
+    if (!isfinite(a->a) && a->type != ACT_CLIP)
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "non-finite attribute");
+    return CVY_OK;
+}
+
+/* If step s's output has a sole consumer that is an activation, fold it into s. */
+static cvy_status fuse_act(builder *b, step *s)
+{
+    if (s->act.type != ACT_NONE) return CVY_OK;
+    int c = sole_consumer(b, (uint32_t)s->out);
+    act_params a;
+    if (c < 0 || !node_act(&b->fm->nodes[c], &a)) return CVY_OK;
+    cvy_status st = check_act_params(b, c, &a);
+    if (st != CVY_OK) return st;
+    s->act = a;
+    op_append(s, b->fm->nodes[c].op);
+    b->done[c] = 1;
+    value *from = val(b, (uint32_t)s->out), *to = val(b, b->fm->nodes[c].out);
+    set_shape(to, from->ndim, from->dims);
+    s->out = (int)b->fm->nodes[c].out;
+    return CVY_OK;
+}
+
+/* ---- Conv ---------------------------------------------------------------------------------- */
+
+static cvy_status spatial(builder *b, int i, const value *x, int is_conv, conv_geom *g,
+                          int *ceil_mode)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    const int32_t *a = n->ia;
+    if (x->ndim != 3)
+        return NODE_FAIL(b, i, CVY_ERR_SHAPE, "input must be (C, H, W), has %d dims", x->ndim);
+    *g = (conv_geom){.c_in = x->dims[0], .h_in = x->dims[1], .w_in = x->dims[2],
+                     .kh = a[A_KH], .kw = a[A_KW], .sh = a[A_SH], .sw = a[A_SW],
+                     .pt = a[A_PT], .pl = a[A_PL], .pb = a[A_PB], .pr = a[A_PR],
+                     .dh = a[A_DH], .dw = a[A_DW], .group = 1};
+    if (g->kh < 1 || g->kw < 1 || g->kh > 4096 || g->kw > 4096)
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "kernel %dx%d out of range", g->kh, g->kw);
+    if (g->sh < 1 || g->sw < 1 || g->sh > 4096 || g->sw > 4096)
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "stride %dx%d out of range", g->sh, g->sw);
+    if (g->dh < 1 || g->dw < 1 || g->dh > 4096 || g->dw > 4096)
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "dilation %dx%d out of range", g->dh,
+                         g->dw);
+    int ekh = (g->kh - 1) * g->dh + 1, ekw = (g->kw - 1) * g->dw + 1;
+    if (g->pt < 0 || g->pl < 0 || g->pb < 0 || g->pr < 0 || g->pt >= ekh || g->pb >= ekh ||
+        g->pl >= ekw || g->pr >= ekw)
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED,
+                         "pads (%d,%d,%d,%d) must be >= 0 and smaller than the kernel", g->pt,
+                         g->pl, g->pb, g->pr);
+    long hp = (long)g->h_in + g->pt + g->pb, wp = (long)g->w_in + g->pl + g->pr;
+    if (hp < ekh || wp < ekw)
+        return NODE_FAIL(b, i, CVY_ERR_SHAPE, "kernel %dx%d larger than padded input %ldx%ld",
+                         ekh, ekw, hp, wp);
+    *ceil_mode = is_conv ? 0 : a[A_CEIL];
+    if (*ceil_mode != 0 && *ceil_mode != 1)
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "ceil_mode %d", *ceil_mode);
+    long oh = (hp - ekh) / g->sh + 1, ow = (wp - ekw) / g->sw + 1;
+    if (*ceil_mode) {
+        oh = (hp - ekh + g->sh - 1) / g->sh + 1;
+        ow = (wp - ekw + g->sw - 1) / g->sw + 1;
+        /* a window may not start inside the bottom/right padding (PyTorch, ONNX reference) */
+        if ((oh - 1) * g->sh >= (long)g->h_in + g->pt) oh--;
+        if ((ow - 1) * g->sw >= (long)g->w_in + g->pl) ow--;
+    }
+    g->h_out = (int)oh;
+    g->w_out = (int)ow;
+    g->c_out = g->c_in;
+    return CVY_OK;
+}
+
+static cvy_status weight_dims(builder *b, int i, uint32_t t, int ndim, const int *want,
+                              const char *what)
+{
+    const fmt_tensor *w = &b->fm->tensors[t];
+    if (w->kind != FMT_WEIGHT)
+        return NODE_FAIL(b, i, CVY_ERR_FORMAT, "%s (tensor %u) must be a weight", what, t);
+    int ok = (int)w->ndim == ndim;
+    for (int d = 0; ok && d < ndim; d++) ok = want[d] < 0 || (int)w->dims[d] == want[d];
+    if (!ok)
+        return NODE_FAIL(b, i, CVY_ERR_SHAPE, "%s (tensor %u) has the wrong shape", what, t);
+    return CVY_OK;
+}
+
+/* Folds BatchNormalization node bn into per-output-channel weights w (oc rows of k floats)
+ * and bias, in double precision. */
+static cvy_status fold_bn(builder *b, int bn, int oc, size_t k, float *w, float *bias)
+{
+    const fmt_node *n = &b->fm->nodes[bn];
+    int want[1] = {oc};
+    static const char *names[4] = {"scale", "bias", "mean", "var"};
+    if (n->n_in != 5) return NODE_FAIL(b, bn, CVY_ERR_FORMAT, "needs 5 inputs");
+    for (int j = 1; j < 5; j++) {
+        cvy_status s = weight_dims(b, bn, n->in[j], 1, want, names[j - 1]);
+        if (s != CVY_OK) return s;
+    }
+    double eps = n->fa[0];
+    if (!(eps >= 0.0))
+        return NODE_FAIL(b, bn, CVY_ERR_UNSUPPORTED, "epsilon %g must be >= 0", eps);
+    const fmt_tensor *sc = &b->fm->tensors[n->in[1]], *bi = &b->fm->tensors[n->in[2]];
+    const fmt_tensor *me = &b->fm->tensors[n->in[3]], *va = &b->fm->tensors[n->in[4]];
+    for (int c = 0; c < oc; c++) {
+        double v = (double)wget(va, (size_t)c) + eps;
+        if (!(v > 0.0))
+            return NODE_FAIL(b, bn, CVY_ERR_UNSUPPORTED, "variance + epsilon <= 0 at channel %d",
+                             c);
+        double s = (double)wget(sc, (size_t)c) / sqrt(v);
+        for (size_t j = 0; j < k; j++) w[(size_t)c * k + j] = (float)(w[(size_t)c * k + j] * s);
+        bias[c] = (float)(((double)bias[c] - wget(me, (size_t)c)) * s + wget(bi, (size_t)c));
+    }
+    return CVY_OK;
+}
+
+static cvy_status plan_conv(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    value *x = val(b, n->in[0]);
+    conv_geom g;
+    int ceil_mode;
+    cvy_status s = spatial(b, i, x, 1, &g, &ceil_mode);
+    if (s != CVY_OK) return s;
+    if (n->n_in < 2 || n->n_in > 3)
+        return NODE_FAIL(b, i, CVY_ERR_FORMAT, "needs inputs x, W and optional B");
+    const fmt_tensor *wt = &b->fm->tensors[n->in[1]];
+    g.group = n->ia[A_GROUP];
+    if (g.group < 1 || g.c_in % g.group != 0)
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "group %d does not divide %d channels",
+                         g.group, g.c_in);
+    int want[4] = {-1, g.c_in / g.group, g.kh, g.kw};
+    if ((s = weight_dims(b, i, n->in[1], 4, want, "W")) != CVY_OK) return s;
+    g.c_out = (int)wt->dims[0];
+    if (g.c_out % g.group != 0)
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "group %d does not divide %d outputs",
+                         g.group, g.c_out);
+    int want_b[1] = {g.c_out};
+    if (n->n_in == 3 && (s = weight_dims(b, i, n->in[2], 1, want_b, "B")) != CVY_OK) return s;
+
+    size_t k = (size_t)(g.c_in / g.group) * g.kh * g.kw;
+    size_t nw = (size_t)g.c_out * k;
+    float *w = malloc(nw * sizeof(float)), *bias = calloc((size_t)g.c_out, sizeof(float));
+    if (!w || !bias) {
+        free(w);
+        free(bias);
+        return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory packing conv weights");
+    }
+    memcpy(w, wt->data, nw * sizeof(float));
+    if (n->n_in == 3) memcpy(bias, b->fm->tensors[n->in[2]].data, (size_t)g.c_out * sizeof(float));
+
+    int dw = g.group == g.c_in && g.group == g.c_out;
+    int pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 &&
+                    g.pb == 0 && g.pr == 0;
+    step_kind kind = !b->p->use_blas ? S_CONV_REF : dw ? S_CONV_DW : S_CONV_GEMM;
+    const char *algo = kind == S_CONV_REF  ? "direct-ref"
+                       : kind == S_CONV_DW ? "depthwise"
+                       : pointwise         ? "1x1-sgemm"
+                                           : "im2col+sgemm";
+    step *st = new_step(b, i, kind, algo);
+    if (!st) {
+        free(w);
+        free(bias);
+        return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    }
+    st->g = g;
+    int dims[3] = {g.c_out, g.h_out, g.w_out};
+    set_shape(val(b, n->out), 3, dims);
+
+    /* batch-norm folding */
+    int c = sole_consumer(b, n->out);
+    if (c >= 0 && b->fm->nodes[c].op == OP_BATCHNORM && b->fm->nodes[c].in[0] == n->out) {
+        s = fold_bn(b, c, g.c_out, k, w, bias);
+        if (s != CVY_OK) {
+            free(w);
+            free(bias);
+            return s;
+        }
+        b->done[c] = 1;
+        op_append(st, OP_BATCHNORM);
+        set_shape(val(b, b->fm->nodes[c].out), 3, dims);
+        st->out = (int)b->fm->nodes[c].out;
+    }
+    st->w_off = wpush(b, w, nw);
+    st->b_off = wpush(b, bias, (size_t)g.c_out);
+    free(w);
+    free(bias);
+    if (st->w_off == SIZE_MAX || st->b_off == SIZE_MAX)
+        return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory packing conv weights");
+
+    if ((s = fuse_act(b, st)) != CVY_OK) return s;
+    /* residual: Add(conv, other) of equal shapes, then maybe an activation */
+    c = sole_consumer(b, (uint32_t)st->out);
+    if (st->act.type == ACT_NONE && kind != S_CONV_REF && c >= 0 &&
+        b->fm->nodes[c].op == OP_ADD && b->fm->nodes[c].n_in == 2) {
+        const fmt_node *add = &b->fm->nodes[c];
+        uint32_t other = add->in[0] == (uint32_t)st->out ? add->in[1] : add->in[0];
+        value *ov = val(b, other);
+        if (other != (uint32_t)st->out && is_act(other, b->fm) && ov->used &&
+            ov->size == val(b, (uint32_t)st->out)->size && ov->ndim == 3 &&
+            ov->dims[0] == dims[0] && ov->dims[1] == dims[1] && ov->dims[2] == dims[2]) {
+            st->residual = (int)other;
+            b->done[c] = 1;
+            op_append(st, OP_ADD);
+            set_shape(val(b, add->out), 3, dims);
+            st->out = (int)add->out;
+            if ((s = fuse_act(b, st)) != CVY_OK) return s;
+        }
+    }
+    size_t cols = (size_t)g.h_out * g.w_out;
+    st->params = nw + (n->n_in == 3 ? (size_t)g.c_out : 0);
+    st->flops = 2.0 * (double)nw * (double)cols;
+    if (kind == S_CONV_GEMM) {
+        /* Column chunks fixed per layer (never by thread count): at least two when the map
+         * is not tiny, so a single image still spreads over two cores. */
+        size_t chunk = cols <= 32 ? cols : cvy_round_up((cols + 1) / 2, 16);
+        if (chunk > CONV_CHUNK) chunk = CONV_CHUNK;
+        st->chunk = (int)chunk;
+        st->tasks = g.group * (int)((cols + chunk - 1) / chunk);
+        st->scratch = pointwise ? 0 : k * chunk;
+    } else {
+        st->tasks = kind == S_CONV_DW ? (g.c_out + 15) / 16 : 1;
+    }
+    return CVY_OK;
+}
+
+/* ---- pools, activations, elementwise ------------------------------------------------------- */
+
+static cvy_status plan_pool(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    conv_geom g;
+    int ceil_mode;
+    cvy_status s = spatial(b, i, val(b, n->in[0]), 0, &g, &ceil_mode);
+    if (s != CVY_OK) return s;
+    if (n->n_in != 1) return NODE_FAIL(b, i, CVY_ERR_FORMAT, "takes one input");
+    int avg = n->op == OP_AVGPOOL;
+    if (avg && (g.dh != 1 || g.dw != 1))
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "dilation is not supported for AveragePool");
+    int cp = n->ia[A_COUNT_PAD];
+    if (cp != 0 && cp != 1)
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "count_include_pad %d", cp);
+    step *st = new_step(b, i, avg ? S_AVGPOOL : S_MAXPOOL, "direct");
+    if (!st) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    st->g = g;
+    st->count_pad = cp;
+    int dims[3] = {g.c_out, g.h_out, g.w_out};
+    set_shape(val(b, n->out), 3, dims);
+    st->flops = (double)g.c_out * g.h_out * g.w_out * g.kh * g.kw;
+    st->tasks = (g.c_out + 15) / 16;
+    return CVY_OK;
+}
+
+static cvy_status plan_gap(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    value *x = val(b, n->in[0]);
+    if (x->ndim != 3 || n->n_in != 1)
+        return NODE_FAIL(b, i, CVY_ERR_SHAPE, "takes one input of dims (C, H, W)");
+    step *st = new_step(b, i, S_GAP, "direct");
+    if (!st) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    int dims[3] = {x->dims[0], 1, 1};
+    set_shape(val(b, n->out), 3, dims);
+    st->flops = (double)x->size;
+    st->tasks = 1;
+    return CVY_OK;
+}
+
+static cvy_status plan_act(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    value *x = val(b, n->in[0]);
+    if (n->n_in != 1) return NODE_FAIL(b, i, CVY_ERR_FORMAT, "takes one input");
+    step *st = new_step(b, i, S_ACT, "elementwise");
+    if (!st) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    node_act(n, &st->act);
+    cvy_status s = check_act_params(b, i, &st->act);
+    if (s != CVY_OK) return s;
+    set_shape(val(b, n->out), x->ndim, x->dims);
+    st->flops = (double)x->size;
+    st->tasks = 1;
+    return CVY_OK;
+}
+
+/* Shape of input t padded on the left to 5 dims, the batch (or a weight's leading dim) first. */
+static void pad5(builder *b, uint32_t t, int out[5])
+{
+    for (int d = 0; d < 5; d++) out[d] = 1;
+    if (is_act(t, b->fm)) {
+        value *v = val(b, t);
+        out[4 - v->ndim] = -1; /* the batch */
+        for (int d = 0; d < v->ndim; d++) out[5 - v->ndim + d] = v->dims[d];
+    } else {
+        const fmt_tensor *w = &b->fm->tensors[t];
+        for (uint32_t d = 0; d < w->ndim; d++) out[5 - w->ndim + d] = (int)w->dims[d];
+    }
+}
+
+static cvy_status plan_binary(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    if (n->n_in != 2) return NODE_FAIL(b, i, CVY_ERR_FORMAT, "takes two inputs");
+    uint32_t a = n->in[0], c = n->in[1];
+    if (!is_act(a, b->fm) && !is_act(c, b->fm))
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "both inputs are constants");
+    int sa[5], sc[5], so[5];
+    pad5(b, a, sa);
+    pad5(b, c, sc);
+    /* the batch sits at one position per activation input; they must agree */
+    int nb = -1;
+    for (int d = 0; d < 5; d++) {
+        if (sa[d] == -1 || sc[d] == -1) {
+            if (nb >= 0 && nb != d)
+                return NODE_FAIL(b, i, CVY_ERR_SHAPE, "inputs of different rank");
+            nb = d;
+        }
+    }
+    for (int d = 0; d < 5; d++) {
+        int x = sa[d] == -1 ? 1 : sa[d], y = sc[d] == -1 ? 1 : sc[d];
+        if (x != y && x != 1 && y != 1)
+            return NODE_FAIL(b, i, CVY_ERR_SHAPE, "shapes do not broadcast (dim %d: %d vs %d)",
+                             d, x, y);
+        so[d] = x > y ? x : y;
+    }
+    if (so[nb] != 1)
+        return NODE_FAIL(b, i, CVY_ERR_SHAPE, "a constant may not broadcast over the batch");
+    for (int d = 0; d < nb; d++)
+        if (so[d] != 1)
+            return NODE_FAIL(b, i, CVY_ERR_SHAPE, "a constant has more dims than the activation");
+    int odims[4], ond = 4 - nb;
+    for (int d = 0; d < ond; d++) odims[d] = so[nb + 1 + d];
+    /* make input 0 the full-shape activation when the op allows swapping (it is commutative) */
+    int full_a = is_act(a, b->fm) && val(b, a)->size == (size_t)so[1] * so[2] * so[3] * so[4];
+    if (!full_a) {
+        uint32_t t = a;
+        a = c;
+        c = t;
+        int tmp[5];
+        memcpy(tmp, sa, sizeof tmp);
+        memcpy(sa, sc, sizeof sa);
+        memcpy(sc, tmp, sizeof sc);
+    }
+    step *st = new_step(b, i, S_BINARY, "elementwise");
+    if (!st) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    st->mul = n->op == OP_MUL;
+    st->in[0] = (int)a;
+    st->n_in = 2;
+    st->in[1] = (int)c;
+    for (int d = 0; d < 5; d++) {
+        st->bshape[0][d] = sa[d] == -1 ? 0 : sa[d]; /* 0 marks the batch */
+        st->bshape[1][d] = sc[d] == -1 ? 0 : sc[d];
+        st->oshape[d] = so[d];
+    }
+    set_shape(val(b, n->out), ond, odims);
+    size_t osz = val(b, n->out)->size;
+    int a_full = is_act(a, b->fm) && val(b, a)->size == osz;
+    size_t csz = is_act(c, b->fm) ? val(b, c)->size
+                                  : (size_t)fmt_tensor_elems(&b->fm->tensors[c]);
+    st->bin_mode = BIN_GENERAL;
+    if (a_full && csz == osz) {
+        st->bin_mode = BIN_SAME;
+    } else if (a_full && csz == 1) {
+        st->bin_mode = BIN_CHAN;
+        st->chan_c = 1;
+        st->chan_hw = (int)osz;
+    } else if (a_full && ond == 3 && sc[nb + 1] == odims[0] && sc[nb + 2] == 1 &&
+               sc[nb + 3] == 1) {
+        st->bin_mode = BIN_CHAN;
+        st->chan_c = odims[0];
+        st->chan_hw = (int)(osz / (size_t)odims[0]);
+    }
+    if (!is_act(c, b->fm)) {
+        st->b_const = 1;
+        st->b_off = wpush(b, b->fm->tensors[c].data, csz);
+        if (st->b_off == SIZE_MAX) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+        st->n_in = 1;
+        st->params = csz;
+    }
+    st->flops = (double)osz;
+    st->tasks = 1;
+    return CVY_OK;
+}
+
+/* ---- Concat, views, Gemm, Softmax -------------------------------------------------------- */
+
+static cvy_status plan_concat(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    value *x0 = val(b, n->in[0]);
+    int r = x0->ndim, axis = n->ia[0];
+    if (axis < 0) axis += r;
+    if (axis < 0 || axis >= r)
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "axis %d out of range", n->ia[0]);
+    int dims[4];
+    memcpy(dims, x0->dims, sizeof dims);
+    dims[axis] = 0;
+    step *st = new_step(b, i, S_CONCAT, "copy");
+    if (!st) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    st->n_in = (int)n->n_in;
+    st->outer = 1;
+    for (int d = 0; d < axis; d++) st->outer *= x0->dims[d];
+    for (uint32_t k = 0; k < n->n_in; k++) {
+        if (!is_act(n->in[k], b->fm))
+            return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "constant inputs are not supported");
+        value *x = val(b, n->in[k]);
+        if (x->ndim != r)
+            return NODE_FAIL(b, i, CVY_ERR_SHAPE, "inputs of different rank");
+        for (int d = 0; d < r; d++)
+            if (d != axis && x->dims[d] != x0->dims[d])
+                return NODE_FAIL(b, i, CVY_ERR_SHAPE, "input %u differs in dim %d", k, d);
+        dims[axis] += x->dims[axis];
+        st->in[k] = (int)n->in[k];
+        st->inner[k] = x->size / (size_t)st->outer;
+    }
+    if (dims[axis] > (int)FMT_MAX_DIM) return NODE_FAIL(b, i, CVY_ERR_SHAPE, "too large");
+    set_shape(val(b, n->out), r, dims);
+    st->tasks = 1;
+    return CVY_OK;
+}
+
+/* Flatten, Reshape, Identity: the output shares the input's storage. */
+static cvy_status plan_view(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    if (n->n_in != 1 || !is_act(n->in[0], b->fm))
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "takes one activation input");
+    value *x = val(b, n->in[0]), *y = val(b, n->out);
+    int dims[4] = {0}, nd;
+    if (n->op == OP_IDENTITY) {
+        nd = x->ndim;
+        memcpy(dims, x->dims, sizeof dims);
+    } else if (n->op == OP_FLATTEN) {
+        nd = 1;
+        dims[0] = (int)x->size;
+        if (x->size > FMT_MAX_DIM) return NODE_FAIL(b, i, CVY_ERR_SHAPE, "too large");
+    } else {
+        nd = n->ia[0];
+        if (nd < 1 || nd > 4) return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "ndim %d", nd);
+        int infer = -1;
+        size_t known = 1;
+        for (int d = 0; d < nd; d++) {
+            int v = n->ia[1 + d];
+            if (v == 0 && d < x->ndim) v = x->dims[d];
+            if (v == -1) {
+                if (infer >= 0) return NODE_FAIL(b, i, CVY_ERR_SHAPE, "two -1 dims");
+                infer = d;
+                continue;
+            }
+            if (v < 1 || v > (int)FMT_MAX_DIM)
+                return NODE_FAIL(b, i, CVY_ERR_SHAPE, "dim %d = %d", d, n->ia[1 + d]);
+            dims[d] = v;
+            known *= (size_t)v;
+        }
+        if (infer >= 0) {
+            if (known == 0 || x->size % known != 0 || x->size / known > FMT_MAX_DIM)
+                return NODE_FAIL(b, i, CVY_ERR_SHAPE, "cannot infer the -1 dim");
+            dims[infer] = (int)(x->size / known);
+        }
+    }
+    set_shape(y, nd, dims);
+    if (y->size != x->size)
+        return NODE_FAIL(b, i, CVY_ERR_SHAPE, "reshape from %zu to %zu elements per image",
+                         x->size, y->size);
+    y->root = x->root;
+    return CVY_OK;
+}
+
+static cvy_status plan_gemm(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    value *x = val(b, n->in[0]);
+    if (n->n_in < 2 || n->n_in > 3 || !is_act(n->in[0], b->fm))
+        return NODE_FAIL(b, i, CVY_ERR_FORMAT, "needs inputs x, W and optional B");
+    const fmt_tensor *wt = &b->fm->tensors[n->in[1]];
+    int transb = n->ia[0];
+    if (wt->kind != FMT_WEIGHT || wt->ndim != 2 || (transb != 0 && transb != 1))
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "W must be a 2-D weight, transB 0 or 1");
+    int k = (int)(transb ? wt->dims[1] : wt->dims[0]);
+    int nout = (int)(transb ? wt->dims[0] : wt->dims[1]);
+    if ((size_t)k != x->size)
+        return NODE_FAIL(b, i, CVY_ERR_SHAPE, "input has %zu values per image, W expects %d",
+                         x->size, k);
+    float alpha = n->fa[0], beta = n->fa[1];
+    if (!isfinite(alpha) || !isfinite(beta))
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "alpha/beta must be finite");
+    size_t nb = 0;
+    if (n->n_in == 3) {
+        const fmt_tensor *bt = &b->fm->tensors[n->in[2]];
+        nb = (size_t)fmt_tensor_elems(bt);
+        if (bt->kind != FMT_WEIGHT || (nb != (size_t)nout && nb != 1))
+            return NODE_FAIL(b, i, CVY_ERR_SHAPE, "B must hold %d or 1 values", nout);
+    }
+    size_t nw = (size_t)k * nout;
+    float *w = malloc(nw * sizeof(float)), *bias = calloc((size_t)nout, sizeof(float));
+    if (!w || !bias) {
+        free(w);
+        free(bias);
+        return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory packing gemm weights");
+    }
+    for (int o = 0; o < nout; o++) /* pack as (nout, k), alpha folded in */
+        for (int j = 0; j < k; j++)
+            w[(size_t)o * k + j] = alpha * wget(wt, transb ? (size_t)o * k + j
+                                                           : (size_t)j * nout + o);
+    for (int o = 0; o < nout && nb; o++)
+        bias[o] = beta * wget(&b->fm->tensors[n->in[2]], nb == 1 ? 0 : (size_t)o);
+    step *st = new_step(b, i, S_GEMM, b->p->use_blas ? "fc-blocked" : "fc-ref");
+    if (!st) {
+        free(w);
+        free(bias);
+        return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    }
+    st->w_off = wpush(b, w, nw);
+    st->b_off = wpush(b, bias, (size_t)nout);
+    free(w);
+    free(bias);
+    if (st->w_off == SIZE_MAX || st->b_off == SIZE_MAX)
+        return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    st->k = k;
+    st->nout = nout;
+    int dims[1] = {nout};
+    set_shape(val(b, n->out), 1, dims);
+    st->params = nw + nb;
+    st->flops = 2.0 * (double)nw;
+    st->tasks = (nout + GEMM_CHUNK - 1) / GEMM_CHUNK;
+    return fuse_act(b, st);
+}
+
+static cvy_status plan_softmax(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    value *x = val(b, n->in[0]);
+    int axis = n->ia[0];
+    if (axis < 0) axis += x->ndim;
+    if (axis < 0 || axis >= x->ndim || n->n_in != 1)
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "one input and axis in range (%d)",
+                         n->ia[0]);
+    step *st = new_step(b, i, S_SOFTMAX, "direct");
+    if (!st) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    st->sm_outer = 1;
+    st->sm_inner = 1;
+    for (int d = 0; d < axis; d++) st->sm_outer *= x->dims[d];
+    for (int d = axis + 1; d < x->ndim; d++) st->sm_inner *= x->dims[d];
+    st->sm_n = x->dims[axis];
+    set_shape(val(b, n->out), x->ndim, x->dims);
+    st->flops = 3.0 * (double)x->size;
+    st->tasks = 1;
+    return CVY_OK;
+}
+
+/* Standalone BatchNormalization: a per-channel affine map, run as a 1x1 depthwise conv. */
+static cvy_status plan_bn(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    value *x = val(b, n->in[0]);
+    if (x->ndim < 1) return NODE_FAIL(b, i, CVY_ERR_SHAPE, "input has no channel dim");
+    int c = x->dims[0];
+    size_t hw = x->size / (size_t)c;
+    float *w = malloc((size_t)c * sizeof(float)), *bias = calloc((size_t)c, sizeof(float));
+    if (!w || !bias) {
+        free(w);
+        free(bias);
+        return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    }
+    for (int k = 0; k < c; k++) w[k] = 1.0f;
+    cvy_status s = fold_bn(b, i, c, 1, w, bias);
+    step *st = s == CVY_OK ? new_step(b, i, b->p->use_blas ? S_CONV_DW : S_CONV_REF, "affine")
+                           : NULL;
+    if (st) {
+        st->w_off = wpush(b, w, (size_t)c);
+        st->b_off = wpush(b, bias, (size_t)c);
+    }
+    free(w);
+    free(bias);
+    if (s != CVY_OK) return s;
+    if (!st || st->w_off == SIZE_MAX || st->b_off == SIZE_MAX)
+        return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    st->g = (conv_geom){.c_in = c, .h_in = 1, .w_in = (int)hw, .c_out = c, .h_out = 1,
+                        .w_out = (int)hw, .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1,
+                        .group = c};
+    set_shape(val(b, n->out), x->ndim, x->dims);
+    st->params = 4 * (size_t)c;
+    st->flops = 2.0 * (double)x->size;
+    st->tasks = (c + 15) / 16;
+    return fuse_act(b, st);
+}
+
+/* ---- liveness and arena ------------------------------------------------------------------ */
+
+static int by_size_desc(const void *pa, const void *pb, void *ctx)
+{
+    const value *v = ctx;
+    size_t a = v[*(const int *)pa].size, c = v[*(const int *)pb].size;
+    return a < c ? 1 : a > c ? -1 : *(const int *)pa - *(const int *)pb;
+}
+
+/* Places every non-input root value at the lowest arena offset free during its lifetime. */
+static cvy_status plan_arena(builder *b)
+{
+    plan *p = b->p;
+    value *v = p->values;
+    for (int t = 0; t < p->n_values; t++) v[t].first = v[t].last = -1;
+    for (int s = 0; s < p->n_steps; s++) {
+        step *st = &p->steps[s];
+        int r = v[st->out].root;
+        if (v[r].first < 0) v[r].first = s;
+        for (int k = 0; k < st->n_in; k++) v[v[st->in[k]].root].last = s;
+        if (st->residual >= 0) v[v[st->residual].root].last = s;
+    }
+    int out_root = v[p->output].root;
+    v[out_root].last = p->n_steps;
+    int *roots = malloc((size_t)p->n_values * sizeof *roots), nr = 0;
+    if (!roots) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    for (int t = 0; t < p->n_values; t++)
+        if (v[t].used && v[t].root == t && t != p->input && v[t].first >= 0) roots[nr++] = t;
+    qsort_r(roots, (size_t)nr, sizeof *roots, by_size_desc, v);
+    size_t top = 0;
+    for (int i = 0; i < nr; i++) {
+        value *a = &v[roots[i]];
+        size_t need = cvy_round_up(a->size, 16), off = 0;
+        for (int moved = 1; moved;) { /* first fit above every overlapping placed value */
+            moved = 0;
+            for (int j = 0; j < i; j++) {
+                value *c = &v[roots[j]];
+                if (c->last < a->first || a->last < c->first) continue;
+                size_t cend = c->offset + cvy_round_up(c->size, 16);
+                if (off < cend && c->offset < off + need) {
+                    off = cend;
+                    moved = 1;
+                }
+            }
+        }
+        a->offset = off;
+        if (off + need > top) top = off + need;
+    }
+    free(roots);
+    p->arena_floats = top;
+    return CVY_OK;
+}
+
+/* ---- driver ------------------------------------------------------------------------------- */
+
+static cvy_status plan_node(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    for (uint32_t k = 0; k < n->n_in; k++)
+        if (is_act(n->in[k], b->fm) && !val(b, n->in[k])->used)
+            return NODE_FAIL(b, i, CVY_ERR_INTERNAL, "input %u has no shape", n->in[k]);
+    if (!is_act(n->in[0], b->fm) && n->op != OP_ADD && n->op != OP_MUL)
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "first input must be an activation");
+    switch (n->op) {
+    case OP_CONV: return plan_conv(b, i);
+    case OP_MAXPOOL:
+    case OP_AVGPOOL: return plan_pool(b, i);
+    case OP_GLOBALAVGPOOL: return plan_gap(b, i);
+    case OP_RELU:
+    case OP_CLIP:
+    case OP_LEAKYRELU:
+    case OP_SIGMOID:
+    case OP_HARDSIGMOID:
+    case OP_HARDSWISH: return plan_act(b, i);
+    case OP_ADD:
+    case OP_MUL: return plan_binary(b, i);
+    case OP_CONCAT: return plan_concat(b, i);
+    case OP_FLATTEN:
+    case OP_RESHAPE:
+    case OP_IDENTITY: return plan_view(b, i);
+    case OP_GEMM: return plan_gemm(b, i);
+    case OP_BATCHNORM: return plan_bn(b, i);
+    case OP_SOFTMAX: return plan_softmax(b, i);
+    }
+    return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "unknown operator %u", n->op);
+}
+
+/* Checks the declared dims of every activation against the inferred ones. */
+static cvy_status check_declared(builder *b)
+{
+    for (uint32_t t = 0; t < b->fm->n_tensors; t++) {
+        const fmt_tensor *ft = &b->fm->tensors[t];
+        const value *v = &b->p->values[t];
+        if (ft->kind != FMT_ACTIVATION || ft->ndim == 0 || !v->used) continue;
+        int ok = (int)ft->ndim == v->ndim;
+        for (int d = 0; ok && d < v->ndim; d++) ok = (int)ft->dims[d] == v->dims[d];
+        if (!ok)
+            return cvy_fail(b->err, CVY_ERR_SHAPE,
+                            "tensor %u: declared dims differ from the inferred ones", t);
+    }
+    return CVY_OK;
+}
+
+cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas, plan *out,
+                      cvy_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->kern = kern;
+    out->use_blas = use_blas;
+    builder b = {.fm = fm, .p = out, .err = err};
+    size_t nt = fm->n_tensors, nn = fm->n_nodes;
+    out->values = calloc(nt, sizeof *out->values);
+    b.producer = calloc(nt, sizeof *b.producer);
+    b.consumers = calloc(nt, sizeof *b.consumers);
+    b.order = calloc(nn, sizeof *b.order);
+    b.done = calloc(nn, 1);
+    cvy_status s = CVY_OK;
+    if (!out->values || !b.producer || !b.consumers || !b.order || !b.done)
+        s = cvy_fail(err, CVY_ERR_NOMEM, "out of memory planning the graph");
+    out->n_values = (int)nt;
+    out->input = (int)fm->input;
+    out->output = (int)fm->output;
+    for (size_t t = 0; t < nt; t++) out->values[t].root = (int)t;
+    if (s == CVY_OK) s = check_graph(&b);
+    if (s == CVY_OK) {
+        const fmt_tensor *in = &fm->tensors[fm->input];
+        int dims[3] = {(int)in->dims[0], (int)in->dims[1], (int)in->dims[2]};
+        set_shape(&out->values[fm->input], 3, dims);
+    }
+    for (size_t o = 0; s == CVY_OK && o < nn; o++)
+        if (!b.done[b.order[o]]) s = plan_node(&b, b.order[o]);
+    if (s == CVY_OK) s = check_declared(&b);
+    if (s == CVY_OK && out->values[out->output].root == out->input) {
+        /* the output is (a view of) the input: one copy step */
+        step *st = new_step(&b, b.order[nn - 1], S_COPY, "copy");
+        if (!st) s = cvy_fail(err, CVY_ERR_NOMEM, "out of memory");
+        else {
+            st->in[0] = out->input;
+            st->out = out->output;
+            st->tasks = 1;
+            out->values[out->output].root = out->output;
+        }
+    }
+    if (s == CVY_OK) s = plan_arena(&b);
+    if (s == CVY_OK) {
+        out->weights = cvy_alloc_aligned(b.nw * sizeof(float));
+        if (!out->weights) s = cvy_fail(err, CVY_ERR_NOMEM, "out of memory for weights");
+        else if (b.nw) memcpy(out->weights, b.w, b.nw * sizeof(float));
+        out->n_weights = b.nw;
+    }
+    for (int k = 0; s == CVY_OK && k < out->n_steps; k++) {
+        out->params += out->steps[k].params;
+        out->flops += out->steps[k].flops;
+        if (out->steps[k].scratch > out->scratch_floats)
+            out->scratch_floats = out->steps[k].scratch;
+    }
+    free(b.w);
+    free(b.producer);
+    free(b.consumers);
+    free(b.order);
+    free(b.done);
+    if (s != CVY_OK) plan_free(out);
+    return s;
+}
+
+void plan_free(plan *p)
+{
+    if (!p) return;
+    free(p->values);
+    free(p->steps);
+    cvy_free_aligned(p->weights);
+    memset(p, 0, sizeof *p);
+}

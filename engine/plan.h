@@ -1,0 +1,103 @@
+/* plan.h - a model compiled for execution: values (activation buffers) placed in one arena,
+ * steps in topological order with fused epilogues and pre-packed weights. Built once at load
+ * by plan_build (plan.c), read-only afterwards, executed by exec.c. */
+#ifndef CVY_PLAN_H
+#define CVY_PLAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "convoy.h"
+#include "format.h"
+#include "kernels.h"
+
+typedef struct value {
+    int ndim;       /* per image, batch excluded */
+    int dims[4];
+    size_t size;    /* floats per image */
+    int root;       /* the value whose storage this one shares (itself unless a view) */
+    int first, last; /* first step writing it, last step reading it (root only) */
+    size_t offset;  /* arena offset in floats per image; times max_batch at run time */
+    int used;       /* an activation that exists in the graph */
+} value;
+
+typedef enum step_kind {
+    S_CONV_GEMM, /* im2col (or none for 1x1) + sgemm + fused epilogue */
+    S_CONV_DW,   /* depthwise kernel */
+    S_CONV_REF,  /* reference direct conv (CVY_ISA_REF) */
+    S_MAXPOOL,
+    S_AVGPOOL,
+    S_GAP,
+    S_ACT,
+    S_BINARY,
+    S_CONCAT,
+    S_GEMM,
+    S_SOFTMAX,
+    S_COPY, /* the output is a view of the input: copy to the user's buffer */
+} step_kind;
+
+enum bin_mode { BIN_SAME, BIN_CHAN, BIN_GENERAL };
+
+typedef struct step {
+    step_kind kind;
+    char name[FMT_NAME_LEN + 1];
+    char op[64];      /* fused op label, e.g. "Conv+BatchNormalization+Relu" */
+    const char *algo; /* kernel choice */
+    int in[FMT_MAX_INPUTS];
+    int n_in;
+    int out;
+    int residual; /* value added in the epilogue, or -1 */
+    act_params act;
+
+    conv_geom g; /* conv and pools */
+    int count_pad;
+    size_t w_off, b_off; /* offsets into the model's weight block (floats); SIZE_MAX = none */
+
+    /* Gemm: y (N, nout) = x (N, k) W' + bias, W packed as (nout, k) */
+    int k, nout;
+
+    /* binary: input 1 may be a constant (b_off) */
+    int bin_mode, mul, b_const;
+    int chan_c, chan_hw; /* BIN_CHAN: input 1 holds chan_c values, each over chan_hw */
+    int bshape[2][5]; /* general broadcast: dims of each input padded to 5 (batch first) */
+    int oshape[5];
+
+    /* concat: per image, outer = prod(dims before axis) */
+    int outer;
+    size_t inner[FMT_MAX_INPUTS]; /* floats per outer slice of each input */
+
+    /* softmax: per image outer x n x inner */
+    int sm_outer, sm_n, sm_inner;
+
+    size_t params;
+    double flops;
+    size_t scratch; /* floats of per-thread scratch this step needs */
+    int tasks;      /* parallel tasks per image (conv column chunks / channel blocks) */
+    int chunk;      /* conv: output columns per task */
+} step;
+
+typedef struct plan {
+    int n_values;
+    value *values;
+    int n_steps;
+    step *steps;
+    int input, output;
+    size_t arena_floats; /* per image */
+    size_t scratch_floats; /* per thread, max over steps */
+    float *weights;      /* one aligned block */
+    size_t n_weights;
+    size_t params;
+    double flops;
+    const cvy_kernels *kern;
+    int use_blas;
+} plan;
+
+/* Validates fm's graph semantics, infers shapes, fuses and plans. kern picks the kernels
+ * (ref: no BLAS, direct reference conv). On failure the message names the node. */
+cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas, plan *out,
+                      cvy_error *err);
+void plan_free(plan *p);
+
+#define CONV_CHUNK 512 /* output columns per im2col+sgemm task: fixed, not thread-dependent */
+#define GEMM_CHUNK 64  /* output neurons per fully-connected task */
+
+#endif

@@ -1,0 +1,27 @@
+/* pool.h - the engine's one thread pool. The caller of cvy_pool_run is worker 0; the other
+ * workers sleep on a condition variable between runs (after a short bounded spin), so an idle
+ * engine uses no CPU. */
+#ifndef CVY_POOL_H
+#define CVY_POOL_H
+
+typedef struct cvy_pool cvy_pool;
+
+/* fn(arg, task, thread): runs task number `task` on worker `thread` (0..threads-1). */
+typedef void (*cvy_task_fn)(void *arg, int task, int thread);
+
+/* Starts threads-1 workers (threads >= 1). NULL on failure. */
+cvy_pool *cvy_pool_create(int threads);
+void cvy_pool_destroy(cvy_pool *p);
+int cvy_pool_threads(const cvy_pool *p);
+
+/* Runs tasks 0..n-1 and returns when all are done. The split is static: with T = min(threads,
+ * max_threads, n) workers, worker t runs the contiguous range [t*n/T, (t+1)*n/T), so which
+ * worker computes what never changes the results. Concurrent callers are serialized.
+ * Thread-safe. */
+void cvy_pool_run(cvy_pool *p, int n, int max_threads, cvy_task_fn fn, void *arg);
+
+/* Sets flush-to-zero and denormals-are-zero on the calling thread; returns the old MXCSR. */
+unsigned cvy_fpu_enter(void);
+void cvy_fpu_leave(unsigned saved);
+
+#endif

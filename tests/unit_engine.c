@@ -1,0 +1,469 @@
+/* unit_engine.c - whole models through the public API: the optimized engine against the
+ * reference engine (CVY_ISA_REF: direct loops, no BLAS) on every op over random and odd shapes;
+ * batch and thread independence; batch-norm folding and residual fusion against hand-written
+ * maths; contexts, queries and top-k. Tolerance against the reference: 1e-4 relative + 1e-5
+ * absolute (sums of up to a few thousand products in a different order, with FMA). */
+#include <check.h>
+#include <stdio.h>
+
+#include "kernels.h"
+#include "testmodel.h"
+
+static cvy_engine *eng_ref, *eng_opt, *eng_opt1;
+
+static void setup(void)
+{
+    eng_ref = tm_engine(CVY_ISA_REF, 1);
+    eng_opt = tm_engine(CVY_ISA_AUTO, 2);
+    eng_opt1 = tm_engine(CVY_ISA_AUTO, 1);
+}
+
+static void teardown(void)
+{
+    cvy_engine_destroy(eng_ref);
+    cvy_engine_destroy(eng_opt);
+    cvy_engine_destroy(eng_opt1);
+}
+
+/* Builds the same model twice (same seed), runs it on the reference and the optimized engine
+ * with batch n, and checks they agree. build() returns the output tensor. */
+typedef uint32_t (*builder_fn)(fmt_model *m, int variant);
+
+static void compare(builder_fn build, int variant, int n, const char *what)
+{
+    fmt_model m;
+    tm_seed(1000 + (unsigned)variant);
+    uint32_t out = build(&m, variant);
+    cvy_model *ref = tm_load(eng_ref, &m, out);
+    tm_seed(1000 + (unsigned)variant);
+    out = build(&m, variant);
+    cvy_model *opt = tm_load(eng_opt, &m, out);
+    size_t in = cvy_model_input_size(ref) * (size_t)n, on = cvy_model_output_size(ref) * (size_t)n;
+    ck_assert_uint_eq(on, cvy_model_output_size(opt) * (size_t)n);
+    float *x = malloc(in * sizeof(float));
+    tm_fill(x, in);
+    float *a = tm_run(ref, n, x), *b = tm_run(opt, n, x);
+    double e = tm_err(b, a, on, 1e-5, 1e-4);
+    ck_assert_msg(e <= 1.0, "%s variant %d batch %d: error %.3g of tolerance", what, variant, n,
+                  e);
+    free(x), free(a), free(b);
+    cvy_model_free(ref);
+    cvy_model_free(opt);
+}
+
+/* Conv with random geometry: odd channel counts, every padding side, stride 1-2, dilation
+ * 1-2, groups (plain, grouped, depthwise, depthwise multiplier 2), optional bias and act. */
+static uint32_t build_conv(fmt_model *m, int v)
+{
+    int cin = tm_randint(1, 13), h = tm_randint(5, 19), w = tm_randint(5, 23);
+    int kind = v % 4, group = 1;
+    if (kind == 1 && cin % 2 == 0) group = 2;
+    if (kind == 2) group = cin;
+    if (kind == 3) group = cin;
+    int cout = kind == 2 ? cin : kind == 3 ? 2 * cin : group * tm_randint(1, 11);
+    int kh = tm_randint(1, 5), kw = tm_randint(1, 5), dh = tm_randint(1, 2), dw = tm_randint(1, 2);
+    int ekh = (kh - 1) * dh + 1, ekw = (kw - 1) * dw + 1;
+    if (h < ekh) h = ekh;
+    if (w < ekw) w = ekw;
+    uint32_t x = tm_begin(m, cin, h, w);
+    int wd[4] = {cout, cin / group, kh, kw}, bd[1] = {cout};
+    uint32_t in[3] = {x, tm_weight(m, 4, wd, 0.5f), tm_weight(m, 1, bd, 0.5f)};
+    int32_t ia[16] = {kh, kw, tm_randint(1, 2), tm_randint(1, 2), tm_randint(0, ekh - 1),
+                      tm_randint(0, ekw - 1), tm_randint(0, ekh - 1), tm_randint(0, ekw - 1), dh,
+                      dw, group};
+    uint32_t y = tm_node(m, OP_CONV, v % 3 ? 3 : 2, in, ia, NULL, "conv");
+    static const uint32_t acts[] = {OP_RELU, OP_CLIP, OP_LEAKYRELU, OP_SIGMOID, OP_HARDSIGMOID,
+                                    OP_HARDSWISH};
+    if (v % 5 != 0) {
+        float fa[8] = {0.0f, 6.0f};
+        uint32_t op = acts[v % 6];
+        if (op == OP_LEAKYRELU) fa[0] = 0.1f;
+        if (op == OP_HARDSIGMOID) fa[0] = 0.2f, fa[1] = 0.5f;
+        y = tm_node(m, op, 1, &y, NULL, fa, "act");
+    }
+    return y;
+}
+
+static uint32_t build_pool(fmt_model *m, int v)
+{
+    int c = tm_randint(1, 17), h = tm_randint(4, 20), w = tm_randint(4, 30);
+    uint32_t x = tm_begin(m, c, h, w);
+    int k = tm_randint(1, 4), s = tm_randint(1, 3);
+    int32_t ia[16] = {k, k + v % 2, s, s, tm_randint(0, k - 1), tm_randint(0, k - 1),
+                      tm_randint(0, k - 1), tm_randint(0, k - 1), 1, 1, 0, v % 3 == 0, v % 2};
+    return tm_node(m, v % 2 ? OP_AVGPOOL : OP_MAXPOOL, 1, &x, ia, NULL, "pool");
+}
+
+/* GlobalAveragePool -> Flatten -> Gemm (both transB) -> act -> Softmax. */
+static uint32_t build_head(fmt_model *m, int v)
+{
+    int c = tm_randint(1, 70), h = tm_randint(1, 9), w = tm_randint(1, 9);
+    uint32_t x = tm_begin(m, c, h, w);
+    uint32_t g = tm_node(m, OP_GLOBALAVGPOOL, 1, &x, NULL, NULL, "gap");
+    uint32_t f = tm_node(m, OP_FLATTEN, 1, &g, NULL, NULL, "flat");
+    int nout = tm_randint(1, 150), tb = v % 2;
+    int wd[2] = {tb ? nout : c, tb ? c : nout}, bd[1] = {nout};
+    uint32_t in[3] = {f, tm_weight(m, 2, wd, 0.5f), tm_weight(m, 1, bd, 0.5f)};
+    int32_t ia[16] = {tb};
+    float fa[8] = {0.7f, 1.3f};
+    uint32_t y = tm_node(m, OP_GEMM, 3, in, ia, fa, "fc");
+    y = tm_node(m, OP_RELU, 1, &y, NULL, NULL, "relu");
+    int32_t sm[16] = {-1};
+    return tm_node(m, OP_SOFTMAX, 1, &y, sm, NULL, "softmax");
+}
+
+/* Add/Mul with every broadcast form: same shape, per-channel constant, per-image channel
+ * vector (squeeze-excite), scalar, row broadcast (general path). */
+static uint32_t build_binary(fmt_model *m, int v)
+{
+    int c = tm_randint(1, 12), h = tm_randint(1, 9), w = tm_randint(1, 11);
+    uint32_t x = tm_begin(m, c, h, w);
+    uint32_t op = v % 2 ? OP_MUL : OP_ADD, other;
+    switch (v % 5) {
+    case 0: other = tm_node(m, OP_SIGMOID, 1, &x, NULL, NULL, "s"); break;
+    case 1: {
+        int d[4] = {1, c, 1, 1};
+        other = tm_weight(m, 4, d, 1.0f);
+        break;
+    }
+    case 2: {
+        uint32_t g = tm_node(m, OP_GLOBALAVGPOOL, 1, &x, NULL, NULL, "gap");
+        other = tm_node(m, OP_HARDSIGMOID, 1, &g, NULL, (float[8]){0.2f, 0.5f}, "hs");
+        break;
+    }
+    case 3: {
+        int d[1] = {1};
+        other = tm_weight(m, 1, d, 1.0f);
+        break;
+    }
+    default: {
+        int d[1] = {w};
+        other = tm_weight(m, 1, d, 1.0f);
+        break;
+    }
+    }
+    uint32_t in[2] = {v % 3 ? x : other, v % 3 ? other : x};
+    return tm_node(m, op, 2, in, NULL, NULL, "bin");
+}
+
+/* Concat of two branches along channels, Reshape and Identity views in between. */
+static uint32_t build_concat(fmt_model *m, int v)
+{
+    int c = tm_randint(1, 9), h = tm_randint(2, 8), w = tm_randint(2, 8);
+    uint32_t x = tm_begin(m, c, h, w);
+    uint32_t a = tm_node(m, OP_RELU, 1, &x, NULL, NULL, "a");
+    uint32_t b = tm_node(m, OP_SIGMOID, 1, &x, NULL, NULL, "b");
+    b = tm_node(m, OP_IDENTITY, 1, &b, NULL, NULL, "id");
+    uint32_t in[3] = {a, b, x};
+    int32_t ia[16] = {v % 3 - (v % 2 ? 3 : 0)}; /* axis 0..2, sometimes negative */
+    if (ia[0] < -3) ia[0] = 0;
+    uint32_t y = tm_node(m, OP_CONCAT, 3, in, ia, NULL, "cat");
+    int32_t rs[16] = {2, -1, h * w};
+    if (ia[0] == 0 || ia[0] == -3) y = tm_node(m, OP_RESHAPE, 1, &y, rs, NULL, "reshape");
+    return tm_node(m, OP_LEAKYRELU, 1, &y, NULL, (float[8]){0.3f}, "leaky");
+}
+
+/* A little ResNet-ish net: conv-BN-relu, residual conv-BN + add + relu, pool, head. */
+static uint32_t build_net(fmt_model *m, int v)
+{
+    int c = 3 + v % 2 * 2;
+    uint32_t x = tm_begin(m, 3, 17, 15);
+    int wd[4] = {c, 3, 3, 3}, cd[1] = {c}, w2[4] = {c, c, 3, 3};
+    uint32_t ci[3] = {x, tm_weight(m, 4, wd, 0.4f), tm_weight(m, 1, cd, 0.1f)};
+    int32_t conv[16] = {3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    uint32_t y = tm_node(m, OP_CONV, 3, ci, conv, NULL, "conv1");
+    uint32_t bn[5] = {y, tm_weight(m, 1, cd, 1.0f), tm_weight(m, 1, cd, 0.5f),
+                      tm_weight(m, 1, cd, 0.5f), tm_weight(m, 1, cd, 0.0f)};
+    for (int k = 0; k < 5; k++) /* variance must be positive */
+        if (k == 4) {
+            float *var = (float *)m->tensors[bn[4]].data;
+            for (int q = 0; q < c; q++) var[q] = 0.5f + var[q] * var[q];
+        }
+    float eps[8] = {1e-5f};
+    y = tm_node(m, OP_BATCHNORM, 5, bn, NULL, eps, "bn1");
+    y = tm_node(m, OP_RELU, 1, &y, NULL, NULL, "relu1");
+    uint32_t c2[2] = {y, tm_weight(m, 4, w2, 0.3f)};
+    uint32_t z = tm_node(m, OP_CONV, 2, c2, conv, NULL, "conv2");
+    uint32_t add[2] = {v % 2 ? z : y, v % 2 ? y : z};
+    z = tm_node(m, OP_ADD, 2, add, NULL, NULL, "add");
+    z = tm_node(m, OP_RELU, 1, &z, NULL, NULL, "relu2");
+    int32_t pool[16] = {3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0, 1};
+    z = tm_node(m, OP_MAXPOOL, 1, &z, pool, NULL, "pool");
+    z = tm_node(m, OP_FLATTEN, 1, &z, NULL, NULL, "flat");
+    int fd[2] = {10, c * 9 * 8};
+    uint32_t g[2] = {z, tm_weight(m, 2, fd, 0.2f)};
+    float fa[8] = {1.0f, 1.0f};
+    int32_t tb[16] = {1};
+    z = tm_node(m, OP_GEMM, 2, g, tb, fa, "fc");
+    int32_t sm[16] = {-1};
+    m->output_kind = 1;
+    return tm_node(m, OP_SOFTMAX, 1, &z, sm, NULL, "softmax");
+}
+
+START_TEST(conv_matches_reference)
+{
+    for (int v = 0; v < 80; v++) compare(build_conv, v, v % 4 == 0 ? 16 : 1 + v % 3, "conv");
+}
+END_TEST
+
+START_TEST(pools_match_reference)
+{
+    for (int v = 0; v < 60; v++) compare(build_pool, v, 1 + v % 16, "pool");
+}
+END_TEST
+
+START_TEST(head_matches_reference)
+{
+    for (int v = 0; v < 30; v++) compare(build_head, v, v % 2 ? 16 : 1, "head");
+}
+END_TEST
+
+START_TEST(binary_matches_reference)
+{
+    for (int v = 0; v < 40; v++) compare(build_binary, v, 1 + v % 4, "binary");
+}
+END_TEST
+
+START_TEST(concat_matches_reference)
+{
+    for (int v = 0; v < 12; v++) compare(build_concat, v, 1 + v % 3, "concat");
+}
+END_TEST
+
+START_TEST(net_matches_reference)
+{
+    for (int v = 0; v < 4; v++) compare(build_net, v, v < 2 ? 1 : 16, "net");
+}
+END_TEST
+
+/* The plan fuses BN into conv1, relu into both convs and the Add into conv2. */
+START_TEST(fusion_is_planned)
+{
+    fmt_model m;
+    tm_seed(1000);
+    uint32_t out = build_net(&m, 0);
+    cvy_model *model = tm_load(eng_opt, &m, out);
+    cvy_layer_info li;
+    ck_assert_int_eq(cvy_model_layer(model, 0, &li), CVY_OK);
+    ck_assert_str_eq(li.op, "Conv+BatchNormalization+Relu");
+    ck_assert_int_eq(cvy_model_layer(model, 1, &li), CVY_OK);
+    ck_assert_str_eq(li.op, "Conv+Add+Relu");
+    ck_assert_int_eq(cvy_model_layer_count(model), 5); /* conv, conv, pool, fc, softmax */
+    ck_assert_int_eq(cvy_model_layer(model, 5, &li), CVY_ERR_ARG);
+    cvy_model_free(model);
+}
+END_TEST
+
+/* BN folding checked against conv then batch-norm computed by hand in double. */
+START_TEST(batchnorm_folding_is_exact)
+{
+    fmt_model m;
+    tm_seed(7);
+    int c = 6;
+    uint32_t x = tm_begin(&m, 2, 6, 7);
+    int wd[4] = {c, 2, 3, 3}, cd[1] = {c};
+    uint32_t ci[2] = {x, tm_weight(&m, 4, wd, 1.0f)};
+    int32_t conv[16] = {3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1};
+    uint32_t y = tm_node(&m, OP_CONV, 2, ci, conv, NULL, "conv");
+    float sc[6], bi[6], me[6], va[6];
+    tm_fill(sc, 6), tm_fill(bi, 6), tm_fill(me, 6), tm_fill(va, 6);
+    for (int k = 0; k < 6; k++) va[k] = va[k] * va[k] + 0.1f;
+    uint32_t bn[5] = {y, (uint32_t)fmt_add_weight(&m, 1, (uint32_t[]){6}, sc),
+                      (uint32_t)fmt_add_weight(&m, 1, (uint32_t[]){6}, bi),
+                      (uint32_t)fmt_add_weight(&m, 1, (uint32_t[]){6}, me),
+                      (uint32_t)fmt_add_weight(&m, 1, (uint32_t[]){6}, va)};
+    (void)cd;
+    const float *w = m.tensors[ci[1]].data;
+    float wcopy[6 * 2 * 9];
+    memcpy(wcopy, w, sizeof wcopy);
+    y = tm_node(&m, OP_BATCHNORM, 5, bn, NULL, (float[8]){1e-3f}, "bn");
+    cvy_model *model = tm_load(eng_opt, &m, y);
+    float in[2 * 6 * 7], raw[6 * 4 * 5];
+    tm_fill(in, sizeof in / 4);
+    conv_geom g = {.c_in = 2, .h_in = 6, .w_in = 7, .c_out = 6, .h_out = 4, .w_out = 5, .kh = 3,
+                   .kw = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .group = 1};
+    act_params none = {ACT_NONE, 0, 0};
+    cvy_conv_ref(in, wcopy, NULL, raw, &g, &none);
+    float *got = tm_run(model, 1, in);
+    for (int k = 0; k < 6; k++)
+        for (int p = 0; p < 20; p++) {
+            double want = (raw[k * 20 + p] - me[k]) / sqrt((double)va[k] + 1e-3) * sc[k] + bi[k];
+            ck_assert_double_eq_tol(got[k * 20 + p], want, 1e-5 + 1e-5 * fabs(want));
+        }
+    free(got);
+    cvy_model_free(model);
+}
+END_TEST
+
+/* Each image's output is bit-identical whether it runs alone or in a batch of 16, and with
+ * 1 or 2 threads. */
+START_TEST(batch_and_threads_do_not_change_outputs)
+{
+    for (int v = 0; v < 2; v++) {
+        fmt_model m;
+        tm_seed(1000 + (unsigned)v);
+        cvy_model *two = tm_load(eng_opt, &m, build_net(&m, v));
+        tm_seed(1000 + (unsigned)v);
+        cvy_model *one = tm_load(eng_opt1, &m, build_net(&m, v));
+        size_t in = cvy_model_input_size(two), on = cvy_model_output_size(two);
+        float *x = malloc(16 * in * sizeof(float));
+        tm_fill(x, 16 * in);
+        float *b16 = tm_run(two, 16, x), *b16t1 = tm_run(one, 16, x);
+        ck_assert_mem_eq(b16, b16t1, 16 * on * sizeof(float));
+        for (int i = 0; i < 16; i += 5) {
+            float *b1 = tm_run(two, 1, x + i * in), *b1t1 = tm_run(one, 1, x + i * in);
+            ck_assert_mem_eq(b1, b16 + i * on, on * sizeof(float));
+            ck_assert_mem_eq(b1t1, b16 + i * on, on * sizeof(float));
+            free(b1), free(b1t1);
+        }
+        free(x), free(b16), free(b16t1);
+        cvy_model_free(one);
+        cvy_model_free(two);
+    }
+}
+END_TEST
+
+START_TEST(context_and_queries)
+{
+    fmt_model m;
+    tm_seed(1000);
+    cvy_model *model = tm_load(eng_opt, &m, build_net(&m, 0));
+    int c, h, w;
+    cvy_model_input_shape(model, &c, &h, &w);
+    ck_assert_int_eq(c, 3);
+    ck_assert_int_eq(h, 17);
+    ck_assert_int_eq(w, 15);
+    ck_assert_uint_eq(cvy_model_input_size(model), 3 * 17 * 15);
+    ck_assert_uint_eq(cvy_model_output_size(model), 10);
+    ck_assert_int_eq(cvy_model_output_is_probability(model), 1);
+    ck_assert_int_eq(strlen(cvy_model_hash(model)), 16);
+    ck_assert(cvy_model_flops(model) > 2.0 * 3 * 17 * 15 * 27);
+    ck_assert_ptr_null(cvy_model_label(model, 0));
+    cvy_context *ctx;
+    cvy_error err;
+    ck_assert_int_eq(cvy_context_create(model, 0, &ctx, &err), CVY_ERR_ARG);
+    ck_assert_int_eq(cvy_context_create(model, 4, &ctx, &err), CVY_OK);
+    ck_assert_int_eq(cvy_context_max_batch(ctx), 4);
+    float out[50];
+    ck_assert_int_eq(cvy_context_run(ctx, 5, NULL, out, &err), CVY_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "batch 5"));
+    ck_assert_int_eq(cvy_context_run(ctx, 0, NULL, out, &err), CVY_ERR_ARG);
+    tm_fill(cvy_context_input(ctx), 2 * 3 * 17 * 15);
+    ck_assert_int_eq(cvy_context_run(ctx, 2, NULL, out, &err), CVY_OK);
+    for (int i = 0; i < 2; i++) {
+        double s = 0.0;
+        for (int k = 0; k < 10; k++) s += out[i * 10 + k];
+        ck_assert_double_eq_tol(s, 1.0, 1e-5);
+        cvy_prediction top[12];
+        ck_assert_int_eq(cvy_model_topk(model, out + i * 10, 12, top), 10);
+        for (int k = 1; k < 10; k++) ck_assert(top[k - 1].score >= top[k].score);
+        ck_assert_float_eq(top[0].score, out[i * 10 + top[0].index]);
+    }
+    cvy_context_destroy(ctx);
+    cvy_context_destroy(NULL);
+    cvy_model_free(model);
+    cvy_model_free(NULL);
+    cvy_engine_destroy(NULL);
+}
+END_TEST
+
+START_TEST(topk_softmaxes_logits)
+{
+    fmt_model m;
+    tm_seed(5);
+    uint32_t x = tm_begin(&m, 1, 1, 4);
+    uint32_t y = tm_node(&m, OP_FLATTEN, 1, &x, NULL, NULL, "flat");
+    fmt_add_label(&m, "a");
+    fmt_add_label(&m, "b");
+    fmt_add_label(&m, "c");
+    fmt_add_label(&m, "d");
+    cvy_model *model = tm_load(eng_opt, &m, y);
+    float logits[4] = {1.0f, 3.0f, 2.0f, 3.0f};
+    cvy_prediction p[2];
+    ck_assert_int_eq(cvy_model_topk(model, logits, 2, p), 2);
+    ck_assert_int_eq(p[0].index, 1); /* ties: lower index first */
+    ck_assert_int_eq(p[1].index, 3);
+    ck_assert_str_eq(p[0].label, "b");
+    double z = exp(1.0) + 2 * exp(3.0) + exp(2.0);
+    ck_assert_double_eq_tol(p[0].score, exp(3.0) / z, 1e-6);
+    /* the output is a view of the input: the copy step still delivers it */
+    float *o = tm_run(model, 1, logits);
+    ck_assert_mem_eq(o, logits, sizeof logits);
+    free(o);
+    cvy_model_free(model);
+}
+END_TEST
+
+START_TEST(bad_graph_semantics_are_named)
+{
+    cvy_error err;
+    struct {
+        int what;
+        cvy_status want;
+        const char *msg;
+    } cases[] = {
+        {0, CVY_ERR_SHAPE, "fc"},        /* gemm K mismatch */
+        {1, CVY_ERR_SHAPE, "bin"},       /* shapes that do not broadcast */
+        {2, CVY_ERR_SHAPE, "cat"},       /* concat of mismatched dims */
+        {3, CVY_ERR_SHAPE, "reshape"},   /* reshape to the wrong element count */
+        {4, CVY_ERR_UNSUPPORTED, "clip"}, /* clip min > max */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        fmt_model m;
+        tm_seed(3);
+        uint32_t x = tm_begin(&m, 2, 4, 4), y = 0;
+        if (cases[k].what == 0) {
+            int wd[2] = {5, 31};
+            uint32_t f = tm_node(&m, OP_FLATTEN, 1, &x, NULL, NULL, "flat");
+            uint32_t in[2] = {f, tm_weight(&m, 2, wd, 1.0f)};
+            y = tm_node(&m, OP_GEMM, 2, in, (int32_t[16]){1}, (float[8]){1, 1}, "fc");
+        } else if (cases[k].what == 1) {
+            int d[1] = {3};
+            uint32_t in[2] = {x, tm_weight(&m, 1, d, 1.0f)};
+            y = tm_node(&m, OP_ADD, 2, in, NULL, NULL, "bin");
+        } else if (cases[k].what == 2) {
+            int32_t pool[16] = {2, 2, 2, 2, 0, 0, 0, 0, 1, 1};
+            uint32_t p = tm_node(&m, OP_MAXPOOL, 1, &x, pool, NULL, "pool");
+            uint32_t in[2] = {x, p};
+            y = tm_node(&m, OP_CONCAT, 2, in, NULL, NULL, "cat");
+        } else if (cases[k].what == 3) {
+            y = tm_node(&m, OP_RESHAPE, 1, &x, (int32_t[16]){2, 5, 7}, NULL, "reshape");
+        } else {
+            y = tm_node(&m, OP_CLIP, 1, &x, NULL, (float[8]){2.0f, 1.0f}, "clip");
+        }
+        m.output = y;
+        uint8_t *buf;
+        size_t size;
+        ck_assert_int_eq(fmt_serialize(&m, &buf, &size, NULL), CVY_OK);
+        fmt_model_clear(&m);
+        cvy_model *model = NULL;
+        cvy_status s = cvy_model_load_memory(eng_opt, buf, size, &model, &err);
+        ck_assert_msg(s == cases[k].want, "case %zu: %d (%s)", k, s, err.msg);
+        ck_assert_msg(strstr(err.msg, cases[k].msg) != NULL, "case %zu: %s", k, err.msg);
+        ck_assert_ptr_null(model);
+        free(buf);
+    }
+}
+END_TEST
+
+Suite *engine_suite(void)
+{
+    Suite *s = suite_create("engine");
+    TCase *tc = tcase_create("models");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, conv_matches_reference);
+    tcase_add_test(tc, pools_match_reference);
+    tcase_add_test(tc, head_matches_reference);
+    tcase_add_test(tc, binary_matches_reference);
+    tcase_add_test(tc, concat_matches_reference);
+    tcase_add_test(tc, net_matches_reference);
+    tcase_add_test(tc, fusion_is_planned);
+    tcase_add_test(tc, batchnorm_folding_is_exact);
+    tcase_add_test(tc, batch_and_threads_do_not_change_outputs);
+    tcase_add_test(tc, context_and_queries);
+    tcase_add_test(tc, topk_softmaxes_logits);
+    tcase_add_test(tc, bad_graph_semantics_are_named);
+    suite_add_tcase(s, tc);
+    return s;
+}

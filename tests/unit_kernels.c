@@ -1,0 +1,239 @@
+/* unit_kernels.c - every optimized kernel against its reference twin over random and odd
+ * shapes. Tolerances: exact where the arithmetic is the same; FMA or reordered sums (depthwise,
+ * global average) within 1e-5 relative + 1e-6 absolute; sigmoid's polynomial exp 1e-6. */
+#include <check.h>
+
+#include "kernels.h"
+#include "testmodel.h"
+
+static const act_params ACTS[] = {
+    {ACT_NONE, 0, 0},     {ACT_RELU, 0, 0},         {ACT_CLIP, 0.0f, 6.0f},
+    {ACT_CLIP, -0.5f, 0.25f}, {ACT_LEAKY, 0.1f, 0}, {ACT_SIGMOID, 0, 0},
+    {ACT_HARDSIGMOID, 0.2f, 0.5f}, {ACT_HARDSWISH, 0, 0},
+};
+#define N_ACTS (int)(sizeof ACTS / sizeof ACTS[0])
+
+static const cvy_kernels *opt(void)
+{
+    ck_assert_ptr_nonnull(cvy_kernels_avx2());
+    return cvy_kernels_avx2();
+}
+
+START_TEST(act_and_bias_act_match_reference)
+{
+    tm_seed(1);
+    for (int a = 0; a < N_ACTS; a++) {
+        double tol_r = ACTS[a].type == ACT_SIGMOID ? 1e-6 : 0.0;
+        for (int trial = 0; trial < 20; trial++) {
+            int rows = tm_randint(1, 9), cols = tm_randint(1, 77);
+            size_t ld = (size_t)cols + (size_t)tm_randint(0, 5), n = (size_t)rows * ld;
+            float *y1 = malloc(n * 4), *y2 = malloc(n * 4), *res = malloc(n * 4), bias[9];
+            tm_fill(y1, n);
+            for (size_t i = 0; i < n; i++) y1[i] *= 8.0f; /* cover every branch of clip etc */
+            memcpy(y2, y1, n * 4);
+            tm_fill(res, n);
+            tm_fill(bias, 9);
+            const float *r = trial % 2 ? res : NULL;
+            cvy_kernels_ref()->bias_act(y1, rows, cols, ld, bias, r, ld, &ACTS[a]);
+            opt()->bias_act(y2, rows, cols, ld, bias, r, ld, &ACTS[a]);
+            ck_assert_msg(tm_err(y2, y1, n, 1e-7, tol_r) <= 1.0, "bias_act %d", a);
+            cvy_kernels_ref()->act(res, y1, n, &ACTS[a]);
+            opt()->act(res, y2, n, &ACTS[a]);
+            ck_assert_msg(tm_err(y2, y1, n, 1e-7, tol_r) <= 1.0, "act %d", a);
+            free(y1), free(y2), free(res);
+        }
+    }
+}
+END_TEST
+
+/* A random pool/depthwise geometry with odd sizes, every padding side, stride 1..3. */
+static conv_geom random_geom(int pool)
+{
+    conv_geom g = {0};
+    g.c_in = g.c_out = tm_randint(1, 19);
+    g.h_in = tm_randint(3, 23);
+    g.w_in = tm_randint(3, 37);
+    g.kh = tm_randint(1, 5);
+    g.kw = tm_randint(1, 5);
+    g.sh = tm_randint(1, 3);
+    g.sw = tm_randint(1, 3);
+    g.dh = pool ? 1 : tm_randint(1, 2);
+    g.dw = pool ? 1 : tm_randint(1, 2);
+    int ekh = (g.kh - 1) * g.dh + 1, ekw = (g.kw - 1) * g.dw + 1;
+    g.pt = tm_randint(0, ekh - 1);
+    g.pb = tm_randint(0, ekh - 1);
+    g.pl = tm_randint(0, ekw - 1);
+    g.pr = tm_randint(0, ekw - 1);
+    if (g.h_in + g.pt + g.pb < ekh) g.h_in = ekh;
+    if (g.w_in + g.pl + g.pr < ekw) g.w_in = ekw;
+    g.h_out = (g.h_in + g.pt + g.pb - ekh) / g.sh + 1;
+    g.w_out = (g.w_in + g.pl + g.pr - ekw) / g.sw + 1;
+    g.group = g.c_in;
+    return g;
+}
+
+START_TEST(depthwise_matches_reference)
+{
+    tm_seed(2);
+    for (int trial = 0; trial < 300; trial++) {
+        conv_geom g = random_geom(0);
+        if (trial % 3 == 0) g.sw = 2, g.w_out = (g.w_in + g.pl + g.pr - ((g.kw - 1) * g.dw + 1)) / 2 + 1;
+        size_t nx = (size_t)g.c_in * g.h_in * g.w_in, ny = (size_t)g.c_out * g.h_out * g.w_out;
+        size_t nw = (size_t)g.c_out * g.kh * g.kw;
+        float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)g.c_out * 4);
+        float *y1 = malloc(ny * 4), *y2 = malloc(ny * 4);
+        tm_fill(x, nx), tm_fill(w, nw), tm_fill(b, (size_t)g.c_out);
+        const act_params *a = &ACTS[trial % N_ACTS];
+        cvy_kernels_ref()->depthwise(x, w, b, y1, &g, 0, g.c_out, a);
+        opt()->depthwise(x, w, b, y2, &g, 0, g.c_out, a);
+        ck_assert_msg(tm_err(y2, y1, ny, 1e-5, 1e-5) <= 1.0, "depthwise trial %d", trial);
+        free(x), free(w), free(b), free(y1), free(y2);
+    }
+}
+END_TEST
+
+START_TEST(pools_match_reference)
+{
+    tm_seed(3);
+    for (int trial = 0; trial < 300; trial++) {
+        conv_geom g = random_geom(1);
+        if (trial % 2 == 0) { /* the common 2x2 / 3x3 stride-2 windows */
+            g.kh = g.kw = 2 + trial % 4 / 2;
+            g.sh = g.sw = 2;
+            g.pt = g.pb = g.pl = g.pr = trial % 4 / 2;
+            g.h_out = (g.h_in + g.pt + g.pb - g.kh) / 2 + 1;
+            g.w_out = (g.w_in + g.pl + g.pr - g.kw) / 2 + 1;
+        }
+        size_t nx = (size_t)g.c_in * g.h_in * g.w_in, ny = (size_t)g.c_out * g.h_out * g.w_out;
+        float *x = malloc(nx * 4), *y1 = malloc(ny * 4), *y2 = malloc(ny * 4);
+        tm_fill(x, nx);
+        cvy_kernels_ref()->maxpool(x, y1, &g, 0, g.c_out);
+        opt()->maxpool(x, y2, &g, 0, g.c_out);
+        ck_assert_msg(memcmp(y1, y2, ny * 4) == 0, "maxpool trial %d", trial);
+        cvy_kernels_ref()->avgpool(x, y1, &g, 0, g.c_out, trial % 2);
+        opt()->avgpool(x, y2, &g, 0, g.c_out, trial % 2);
+        ck_assert_msg(tm_err(y2, y1, ny, 1e-6, 1e-5) <= 1.0, "avgpool trial %d", trial);
+        free(x), free(y1), free(y2);
+    }
+}
+END_TEST
+
+START_TEST(avgpool_count_include_pad_semantics)
+{
+    /* 1x3x3 input of ones, kernel 3, pad 1, stride 1: corners see 4 cells of 9 */
+    conv_geom g = {.c_in = 1, .c_out = 1, .h_in = 3, .w_in = 3, .h_out = 3, .w_out = 3,
+                   .kh = 3, .kw = 3, .sh = 1, .sw = 1, .pt = 1, .pl = 1, .pb = 1, .pr = 1,
+                   .dh = 1, .dw = 1, .group = 1};
+    float x[9], y[9];
+    for (int i = 0; i < 9; i++) x[i] = 1.0f;
+    cvy_kernels_ref()->avgpool(x, y, &g, 0, 1, 1);
+    ck_assert_float_eq_tol(y[0], 4.0f / 9.0f, 1e-6);
+    ck_assert_float_eq_tol(y[4], 1.0f, 1e-6);
+    cvy_kernels_ref()->avgpool(x, y, &g, 0, 1, 0);
+    ck_assert_float_eq_tol(y[0], 1.0f, 1e-6);
+    /* ceil_mode window past the padding: 1x4 row, kernel 3 stride 2 no pad -> 2 outputs, the
+     * second covers cells 2..4 of which only 2 and 3 exist and no padding: divisor 2 */
+    conv_geom c = {.c_in = 1, .c_out = 1, .h_in = 1, .w_in = 4, .h_out = 1, .w_out = 2, .kh = 1,
+                   .kw = 3, .sh = 1, .sw = 2, .dh = 1, .dw = 1, .group = 1};
+    float r[4] = {1, 2, 3, 5}, o[2];
+    cvy_kernels_ref()->avgpool(r, o, &c, 0, 1, 1);
+    ck_assert_float_eq_tol(o[0], 2.0f, 1e-6);
+    ck_assert_float_eq_tol(o[1], 4.0f, 1e-6);
+}
+END_TEST
+
+START_TEST(gap_and_binary_match_reference)
+{
+    tm_seed(4);
+    for (int trial = 0; trial < 100; trial++) {
+        int c = tm_randint(1, 40), hw = tm_randint(1, 100);
+        size_t n = (size_t)c * hw;
+        float *a = malloc(n * 4), *b = malloc(n * 4), *y1 = malloc(n * 4), *y2 = malloc(n * 4);
+        tm_fill(a, n), tm_fill(b, n);
+        cvy_kernels_ref()->gap(a, y1, c, hw);
+        opt()->gap(a, y2, c, hw);
+        ck_assert(tm_err(y2, y1, (size_t)c, 1e-6, 1e-5) <= 1.0);
+        for (int mul = 0; mul < 2; mul++) {
+            cvy_kernels_ref()->binary(a, b, y1, n, mul);
+            opt()->binary(a, b, y2, n, mul);
+            ck_assert(memcmp(y1, y2, n * 4) == 0);
+            cvy_kernels_ref()->binary_chan(a, b, y1, c, hw, mul);
+            opt()->binary_chan(a, b, y2, c, hw, mul);
+            ck_assert(memcmp(y1, y2, n * 4) == 0);
+        }
+        free(a), free(b), free(y1), free(y2);
+    }
+}
+END_TEST
+
+START_TEST(im2col_chunks_cover_reference_conv)
+{
+    /* conv through im2col chunks + naive matmul equals the direct reference conv */
+    tm_seed(5);
+    for (int trial = 0; trial < 60; trial++) {
+        conv_geom g = random_geom(0);
+        g.group = 1;
+        g.c_out = tm_randint(1, 7);
+        int k = g.c_in * g.kh * g.kw, cols = g.h_out * g.w_out;
+        float *x = malloc((size_t)g.c_in * g.h_in * g.w_in * 4), *w = malloc((size_t)g.c_out * k * 4);
+        float *y1 = malloc((size_t)g.c_out * cols * 4), *y2 = calloc((size_t)g.c_out * cols, 4);
+        float *col = malloc((size_t)k * cols * 4);
+        tm_fill(x, (size_t)g.c_in * g.h_in * g.w_in), tm_fill(w, (size_t)g.c_out * k);
+        act_params none = {ACT_NONE, 0, 0};
+        cvy_conv_ref(x, w, NULL, y1, &g, &none);
+        int chunk = tm_randint(1, cols);
+        for (int c0 = 0; c0 < cols; c0 += chunk) {
+            int c1 = c0 + chunk < cols ? c0 + chunk : cols;
+            cvy_im2col(x, col, &g, g.c_in, c0, c1);
+            for (int oc = 0; oc < g.c_out; oc++)
+                for (int j = 0; j < c1 - c0; j++) {
+                    float acc = 0.0f;
+                    for (int q = 0; q < k; q++) acc += w[(size_t)oc * k + q] * col[(size_t)q * (c1 - c0) + j];
+                    y2[(size_t)oc * cols + c0 + j] = acc;
+                }
+        }
+        ck_assert_msg(tm_err(y2, y1, (size_t)g.c_out * cols, 1e-5, 1e-5) <= 1.0, "trial %d", trial);
+        free(x), free(w), free(y1), free(y2), free(col);
+    }
+}
+END_TEST
+
+START_TEST(fc_matches_reference_and_ignores_batch)
+{
+    tm_seed(6);
+    for (int trial = 0; trial < 60; trial++) {
+        int n = tm_randint(1, 9), k = tm_randint(1, 300), nout = tm_randint(1, 37);
+        int o0 = tm_randint(0, nout - 1), o1 = tm_randint(o0 + 1, nout);
+        float *x = malloc((size_t)n * k * 4), *w = malloc((size_t)nout * k * 4);
+        float *bias = malloc((size_t)nout * 4);
+        float *y1 = calloc((size_t)n * nout, 4), *y2 = calloc((size_t)n * nout, 4);
+        float *y3 = calloc((size_t)nout, 4);
+        tm_fill(x, (size_t)n * k), tm_fill(w, (size_t)nout * k), tm_fill(bias, (size_t)nout);
+        const act_params *a = &ACTS[trial % N_ACTS];
+        cvy_kernels_ref()->fc(x, n, k, w, o0, o1, bias, y1, (size_t)nout, a);
+        opt()->fc(x, n, k, w, o0, o1, bias, y2, (size_t)nout, a);
+        ck_assert_msg(tm_err(y2, y1, (size_t)n * nout, 1e-5, 1e-5) <= 1.0, "trial %d", trial);
+        for (int i = 0; i < n; i++) { /* one image alone gives the same bits */
+            opt()->fc(x + (size_t)i * k, 1, k, w, o0, o1, bias, y3, (size_t)nout, a);
+            ck_assert_mem_eq(y3 + o0, y2 + (size_t)i * nout + o0, (size_t)(o1 - o0) * 4);
+        }
+        free(x), free(w), free(bias), free(y1), free(y2), free(y3);
+    }
+}
+END_TEST
+
+Suite *kernels_suite(void)
+{
+    Suite *s = suite_create("kernels");
+    TCase *tc = tcase_create("vs-reference");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, act_and_bias_act_match_reference);
+    tcase_add_test(tc, depthwise_matches_reference);
+    tcase_add_test(tc, pools_match_reference);
+    tcase_add_test(tc, avgpool_count_include_pad_semantics);
+    tcase_add_test(tc, gap_and_binary_match_reference);
+    tcase_add_test(tc, im2col_chunks_cover_reference_conv);
+    tcase_add_test(tc, fc_matches_reference_and_ignores_batch);
+    suite_add_tcase(s, tc);
+    return s;
+}
