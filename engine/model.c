@@ -118,7 +118,7 @@ cvy_status cvy_model_load_file(cvy_engine *e, const char *path, cvy_model **out,
     cvy_free_aligned(buf);
     if (s != CVY_OK && err) {
         char tmp[sizeof err->msg];
-        snprintf(tmp, sizeof tmp, "%s: %s", path, err->msg);
+        snprintf(tmp, sizeof tmp, "%.200s: %.300s", path, err->msg);
         memcpy(err->msg, tmp, sizeof tmp);
     }
     return s;

@@ -109,7 +109,8 @@ typedef struct cvy_preproc {
     int width, height;  /* model input size in pixels */
     cvy_color color;    /* GRAY: 1 channel; RGB/BGR: 3 channels in that order */
     cvy_resize resize;
-    int resize_shorter; /* SHORTER_CROP only: length of the shorter side before the crop */
+    int resize_shorter; /* SHORTER_CROP only: length of the shorter side before the crop
+                         * (0 = min(width, height); never less than the crop needs) */
     float scale;        /* e.g. 1/255 */
     float mean[3], std[3];
 } cvy_preproc;
@@ -174,8 +175,8 @@ int cvy_context_max_batch(const cvy_context *c);
 /* The context's own input buffer: max_batch * cvy_model_input_size floats, NCHW. */
 float *cvy_context_input(cvy_context *c);
 
-/* Runs n images (1 <= n <= max_batch). input: n*C*H*W floats, or NULL to use the context's
- * input buffer. output: n * cvy_model_output_size floats. Each image's output does not depend
+/* Runs n images (1 <= n <= max_batch). input: n*C*H*W floats (any alignment), or NULL to use
+ * the context's input buffer. output: n * cvy_model_output_size floats. Each image's output does not depend
  * on n, on the other images, or on the thread count. Not thread-safe per context. */
 cvy_status cvy_context_run(cvy_context *c, int n, const float *input, float *output,
                            cvy_error *err);
@@ -189,7 +190,7 @@ typedef struct cvy_image {
 } cvy_image;
 
 /* Reads only the header of an encoded image (JPEG, PNG, BMP, GIF, TGA, PNM, ...): its size
- * and channel count. Thread-safe. */
+ * and the file's own channel count (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA). Thread-safe. */
 cvy_status cvy_image_probe(const void *data, size_t size, int *width, int *height,
                            int *channels, cvy_error *err);
 
