@@ -185,6 +185,23 @@ static void ref_binary_chan(const float *a, const float *b, float *y, int channe
     }
 }
 
+/* Writes row[t] = src[(ox + t) * sw + base] for t < run, zero where the index falls outside
+ * [0, w_in): a zero prefix, a copied middle (memcpy for stride 1), a zero suffix. */
+static void im2col_run(float *row, const float *src, int ox, int run, int sw, int base, int w_in)
+{
+    int lo = base >= 0 ? 0 : (-base + sw - 1) / sw;          /* first ox with ix >= 0 */
+    int hi = w_in - 1 - base < 0 ? -1 : (w_in - 1 - base) / sw; /* last ox with ix < w_in */
+    int a = lo > ox ? lo : ox, b = hi + 1 < ox + run ? hi + 1 : ox + run;
+    if (b < a) b = a;
+    if (a > ox + run) a = b = ox + run;
+    memset(row, 0, (size_t)(a - ox) * sizeof(float));
+    if (sw == 1)
+        memcpy(row + (a - ox), src + a + base, (size_t)(b - a) * sizeof(float));
+    else
+        for (int o = a; o < b; o++) row[o - ox] = src[o * sw + base];
+    memset(row + (b - ox), 0, (size_t)(ox + run - b) * sizeof(float));
+}
+
 void cvy_im2col(const float *x, float *col, const conv_geom *g, int cin_g, int col0, int col1)
 {
     int ncols = col1 - col0;
@@ -193,17 +210,16 @@ void cvy_im2col(const float *x, float *col, const conv_geom *g, int cin_g, int c
         for (int ky = 0; ky < g->kh; ky++)
             for (int kx = 0; kx < g->kw; kx++) {
                 float *row = col + ((size_t)(ic * g->kh + ky) * g->kw + kx) * ncols;
-                int oy = col0 / g->w_out, ox = col0 % g->w_out;
-                for (int j = 0; j < ncols; j++) {
+                int oy = col0 / g->w_out, ox = col0 % g->w_out, base = kx * g->dw - g->pl;
+                for (int j = 0; j < ncols; oy++, ox = 0) { /* one output row at a time */
+                    int run = g->w_out - ox < ncols - j ? g->w_out - ox : ncols - j;
                     int iy = oy * g->sh - g->pt + ky * g->dh;
-                    int ix = ox * g->sw - g->pl + kx * g->dw;
-                    row[j] = (iy >= 0 && iy < g->h_in && ix >= 0 && ix < g->w_in)
-                                 ? xc[(size_t)iy * g->w_in + ix]
-                                 : 0.0f;
-                    if (++ox == g->w_out) {
-                        ox = 0;
-                        oy++;
-                    }
+                    if (iy < 0 || iy >= g->h_in)
+                        memset(row + j, 0, (size_t)run * sizeof(float));
+                    else
+                        im2col_run(row + j, xc + (size_t)iy * g->w_in, ox, run, g->sw, base,
+                                   g->w_in);
+                    j += run;
                 }
             }
     }
