@@ -307,6 +307,26 @@ static void dot4x4(const float *x, int k, const float *w, float out[4][4])
         for (int o = 0; o < 4; o++) out[i][o] = hsum8(acc[i][o]);
 }
 
+/* 1 image x 4 outputs: the x vector is loaded once for four dot products. */
+static void dot1x4(const float *x, int k, const float *w, float out[4])
+{
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                     _mm256_setzero_ps()};
+    int q = 0;
+    for (; q + 8 <= k; q += 8) {
+        __m256 xv = _mm256_loadu_ps(x + q);
+        for (int o = 0; o < 4; o++)
+            acc[o] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w + (size_t)o * k + q), acc[o]);
+    }
+    if (q < k) {
+        __m256i m = tail_mask(k - q);
+        __m256 xv = _mm256_maskload_ps(x + q, m);
+        for (int o = 0; o < 4; o++)
+            acc[o] = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w + (size_t)o * k + q, m), acc[o]);
+    }
+    for (int o = 0; o < 4; o++) out[o] = hsum8(acc[o]);
+}
+
 static void avx2_fc(const float *x, int n, int k, const float *w, int o0, int o1,
                     const float *bias, float *y, size_t ldy, const act_params *act)
 {
@@ -325,10 +345,18 @@ static void avx2_fc(const float *x, int n, int k, const float *w, int o0, int o1
                 y[(size_t)(i + a) * ldy + o] =
                     cvy_act1(dot1(x + (size_t)(i + a) * k, w + (size_t)o * k, k) + bias[o], act);
     }
-    for (; i < n; i++)
-        for (int o = o0; o < o1; o++)
+    for (; i < n; i++) {
+        int o = o0;
+        for (; o + 4 <= o1; o += 4) {
+            float r[4];
+            dot1x4(x + (size_t)i * k, k, w + (size_t)o * k, r);
+            for (int b = 0; b < 4; b++)
+                y[(size_t)i * ldy + o + b] = cvy_act1(r[b] + bias[o + b], act);
+        }
+        for (; o < o1; o++)
             y[(size_t)i * ldy + o] =
                 cvy_act1(dot1(x + (size_t)i * k, w + (size_t)o * k, k) + bias[o], act);
+    }
 }
 
 static const cvy_kernels AVX2 = {
