@@ -67,8 +67,9 @@ cvy_status cvy_engine_create(const cvy_engine_params *p, cvy_engine **out, cvy_e
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     e->threads = p->threads > 0 ? p->threads : (cores > 0 ? (int)cores : 1);
     e->isa = pick_isa(p->isa);
-    /* AVX-512 has no kernels of its own yet: it runs the AVX2 table. */
-    e->kern = e->isa >= CVY_ISA_AVX2 ? cvy_kernels_avx2() : cvy_kernels_ref();
+    e->kern = e->isa == CVY_ISA_AVX512 ? cvy_kernels_avx512()
+              : e->isa == CVY_ISA_AVX2 ? cvy_kernels_avx2()
+                                       : cvy_kernels_ref();
     e->pool = cvy_pool_create(e->threads);
     if (!e->pool) {
         free(e);

@@ -106,20 +106,26 @@ static void conv_gemm_task(void *arg, int task, int thread)
         ldb = cols;
     } else {
         float *col = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
-        cvy_im2col(x, col, g, cin_g, c0, c1);
+        j->c->m->plan.kern->im2col(x, col, g, cin_g, c0, c1);
         bmat = col;
         ldb = c1 - c0;
     }
-    const float *w = W(j, s->w_off) + (size_t)grp * cout_g * k;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout_g, c1 - c0, k, 1.0f, w, k, bmat,
-                ldb, 0.0f, y, cols);
     const float *res = NULL;
     if (s->residual >= 0)
         res = j->c->ptr[s->residual] + img * vsize(j, s->residual) +
               (size_t)grp * cout_g * cols + c0;
-    j->c->m->plan.kern->bias_act(y, cout_g, c1 - c0, (size_t)cols,
-                                 W(j, s->b_off) + (size_t)grp * cout_g, res, (size_t)cols,
-                                 &s->act);
+    const cvy_kernels *kern = j->c->m->plan.kern;
+    const float *bias = W(j, s->b_off) + (size_t)grp * cout_g;
+    if (kern->gemm) { /* own kernel on pre-packed weights, epilogue inside */
+        const float *w = W(j, s->w_off) + (size_t)grp * kern->gemm_packed_size(cout_g, k);
+        kern->gemm(w, cout_g, k, bmat, (size_t)ldb, c1 - c0, y, (size_t)cols, bias, res,
+                   (size_t)cols, &s->act);
+        return;
+    }
+    const float *w = W(j, s->w_off) + (size_t)grp * cout_g * k;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout_g, c1 - c0, k, 1.0f, w, k, bmat,
+                ldb, 0.0f, y, cols);
+    kern->bias_act(y, cout_g, c1 - c0, (size_t)cols, bias, res, (size_t)cols, &s->act);
 }
 
 static void conv_ref_task(void *arg, int img, int thread)

@@ -66,6 +66,22 @@ typedef struct cvy_kernels {
      * the same whatever n and the block it falls in, so batching never changes a result. */
     void (*fc)(const float *x, int n, int k, const float *w, int o0, int o1, const float *bias,
                float *y, size_t ldy, const act_params *act);
+    /* im2col, as cvy_im2col below (the reference). */
+    void (*im2col)(const float *x, float *col, const conv_geom *g, int cin_g, int col0,
+                   int col1);
+
+    /* Own GEMM for convolutions (NULL: the engine uses OpenBLAS sgemm). Weights are packed
+     * once at load by gemm_pack into panels of gemm_mr rows (gemm_packed_size floats for an
+     * m x k matrix); gemm then computes, for rows [0, m) and columns [0, n):
+     *   c[r*ldc + j] = act(sum_q a[r][q] * b[q*ldb + j] + bias[r] + res[r*ldres + j])
+     * with every element summed in q order, so blocking never changes a result. res may be
+     * NULL. */
+    int gemm_mr;
+    size_t (*gemm_packed_size)(int m, int k);
+    void (*gemm_pack)(const float *a, int m, int k, float *packed);
+    void (*gemm)(const float *packed, int m, int k, const float *b, size_t ldb, int n,
+                 float *c, size_t ldc, const float *bias, const float *res, size_t ldres,
+                 const act_params *act);
     /* y[c*hw + i] = a[c*hw + i] (+ or *) b[c], channel broadcast. */
     void (*binary_chan)(const float *a, const float *b, float *y, int channels, int hw,
                         int mul);
@@ -74,6 +90,7 @@ typedef struct cvy_kernels {
 /* The reference table and the optimized ones (NULL where the build lacks the ISA). */
 const cvy_kernels *cvy_kernels_ref(void);
 const cvy_kernels *cvy_kernels_avx2(void);
+const cvy_kernels *cvy_kernels_avx512(void);
 
 /* Reference convolution, direct loops, for tests and CVY_ISA_REF: one image, all groups.
  * x (C_in, H, W), w (C_out, C_in/group, KH, KW), bias (C_out) or NULL, y (C_out, OH, OW). */

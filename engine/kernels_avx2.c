@@ -153,8 +153,45 @@ static void avx2_depthwise(const float *x, const float *w, const float *bias, fl
     }
 }
 
+/* 2x2 windows, stride 2, no padding, no dilation: the commonest pool, one output row at a
+ * time: vertical max of two input rows, then the max of each horizontal pair; masked loads
+ * for the row's tail. */
+static void maxpool_2x2s2(const float *x, float *y, const conv_geom *g, int c0, int c1)
+{
+    const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (int c = c0; c < c1; c++) {
+        const float *xc = x + (size_t)c * g->h_in * g->w_in;
+        float *yc = y + (size_t)c * g->h_out * g->w_out;
+        for (int oy = 0; oy < g->h_out; oy++) {
+            const float *r0 = xc + (size_t)(2 * oy) * g->w_in, *r1 = r0 + g->w_in;
+            float *yr = yc + (size_t)oy * g->w_out;
+            for (int ox = 0; ox < g->w_out; ox += 4) {
+                int left = 2 * (g->w_out - ox); /* inputs still needed in this row */
+                __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(left < 8 ? left : 8),
+                                               _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+                __m256 v = _mm256_max_ps(_mm256_maskload_ps(r0 + 2 * ox, m),
+                                         _mm256_maskload_ps(r1 + 2 * ox, m));
+                v = _mm256_permutevar8x32_ps(v, even); /* evens | odds */
+                __m128 p = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+                if (g->w_out - ox >= 4) {
+                    _mm_storeu_ps(yr + ox, p);
+                } else {
+                    float t[4];
+                    _mm_storeu_ps(t, p);
+                    for (int q = 0; q < g->w_out - ox; q++) yr[ox + q] = t[q];
+                }
+            }
+        }
+    }
+}
+
 static void avx2_maxpool(const float *x, float *y, const conv_geom *g, int c0, int c1)
 {
+    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->dh == 1 && g->dw == 1 &&
+        g->pt == 0 && g->pl == 0 && 2 * g->h_out <= g->h_in && 2 * g->w_out <= g->w_in) {
+        maxpool_2x2s2(x, y, g, c0, c1);
+        return;
+    }
     if (g->sw > 2) {
         cvy_kernels_ref()->maxpool(x, y, g, c0, c1);
         return;
@@ -327,35 +364,78 @@ static void dot1x4(const float *x, int k, const float *w, float out[4])
     for (int o = 0; o < 4; o++) out[o] = hsum8(acc[o]);
 }
 
+/* Outputs outer, images inner: each block of 4 weight rows is read from memory once and
+ * reused for every image while it sits in cache. */
 static void avx2_fc(const float *x, int n, int k, const float *w, int o0, int o1,
                     const float *bias, float *y, size_t ldy, const act_params *act)
 {
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        int o = o0;
-        for (; o + 4 <= o1; o += 4) {
+    int o = o0;
+    for (; o + 4 <= o1; o += 4) {
+        const float *wo = w + (size_t)o * k;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
             float r[4][4];
-            dot4x4(x + (size_t)i * k, k, w + (size_t)o * k, r);
+            dot4x4(x + (size_t)i * k, k, wo, r);
             for (int a = 0; a < 4; a++)
                 for (int b = 0; b < 4; b++)
                     y[(size_t)(i + a) * ldy + o + b] = cvy_act1(r[a][b] + bias[o + b], act);
         }
-        for (; o < o1; o++)
-            for (int a = 0; a < 4; a++)
-                y[(size_t)(i + a) * ldy + o] =
-                    cvy_act1(dot1(x + (size_t)(i + a) * k, w + (size_t)o * k, k) + bias[o], act);
-    }
-    for (; i < n; i++) {
-        int o = o0;
-        for (; o + 4 <= o1; o += 4) {
+        for (; i < n; i++) {
             float r[4];
-            dot1x4(x + (size_t)i * k, k, w + (size_t)o * k, r);
+            dot1x4(x + (size_t)i * k, k, wo, r);
             for (int b = 0; b < 4; b++)
                 y[(size_t)i * ldy + o + b] = cvy_act1(r[b] + bias[o + b], act);
         }
-        for (; o < o1; o++)
+    }
+    for (; o < o1; o++)
+        for (int i = 0; i < n; i++)
             y[(size_t)i * ldy + o] =
                 cvy_act1(dot1(x + (size_t)i * k, w + (size_t)o * k, k) + bias[o], act);
+}
+
+/* row[t] = src[(ox + t) * sw + base] for t < run, zero where the index leaves [0, w_in):
+ * branch-free, 8 outputs per step, lanes outside the row masked off (masked lanes of a
+ * masked load neither read memory nor fault). */
+static void im2col_run(float *row, const float *src, int ox, int run, int sw, int base, int w_in)
+{
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int t = 0; t < run; t += 8) {
+        __m256i o = _mm256_add_epi32(_mm256_set1_epi32(ox + t), lane);
+        __m256i ix = _mm256_add_epi32(_mm256_mullo_epi32(o, _mm256_set1_epi32(sw)),
+                                      _mm256_set1_epi32(base));
+        __m256i ok = _mm256_and_si256(_mm256_cmpgt_epi32(ix, _mm256_set1_epi32(-1)),
+                                      _mm256_cmpgt_epi32(_mm256_set1_epi32(w_in), ix));
+        __m256 v;
+        if (sw == 1)
+            v = _mm256_maskload_ps(src + (ox + t + base), ok);
+        else
+            v = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), src, ix, _mm256_castsi256_ps(ok), 4);
+        __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(run - t), lane);
+        _mm256_maskstore_ps(row + t, keep, v);
+    }
+}
+
+static void avx2_im2col(const float *x, float *col, const conv_geom *g, int cin_g, int col0,
+                        int col1)
+{
+    int ncols = col1 - col0;
+    for (int ic = 0; ic < cin_g; ic++) {
+        const float *xc = x + (size_t)ic * g->h_in * g->w_in;
+        for (int ky = 0; ky < g->kh; ky++)
+            for (int kx = 0; kx < g->kw; kx++) {
+                float *row = col + ((size_t)(ic * g->kh + ky) * g->kw + kx) * ncols;
+                int oy = col0 / g->w_out, ox = col0 % g->w_out, base = kx * g->dw - g->pl;
+                for (int j = 0; j < ncols; oy++, ox = 0) {
+                    int run = g->w_out - ox < ncols - j ? g->w_out - ox : ncols - j;
+                    int iy = oy * g->sh - g->pt + ky * g->dh;
+                    if (iy < 0 || iy >= g->h_in)
+                        memset(row + j, 0, (size_t)run * sizeof(float));
+                    else
+                        im2col_run(row + j, xc + (size_t)iy * g->w_in, ox, run, g->sw, base,
+                                   g->w_in);
+                    j += run;
+                }
+            }
     }
 }
 
@@ -370,6 +450,7 @@ static const cvy_kernels AVX2 = {
     .binary = avx2_binary,
     .binary_chan = avx2_binary_chan,
     .fc = avx2_fc,
+    .im2col = avx2_im2col,
 };
 
 const cvy_kernels *cvy_kernels_avx2(void) { return &AVX2; }

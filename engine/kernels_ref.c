@@ -194,12 +194,13 @@ static void im2col_run(float *row, const float *src, int ox, int run, int sw, in
     int a = lo > ox ? lo : ox, b = hi + 1 < ox + run ? hi + 1 : ox + run;
     if (b < a) b = a;
     if (a > ox + run) a = b = ox + run;
-    memset(row, 0, (size_t)(a - ox) * sizeof(float));
+    /* plain loops: runs are one output row, usually too short for memcpy/memset calls */
+    for (int o = ox; o < a; o++) row[o - ox] = 0.0f;
     if (sw == 1)
-        memcpy(row + (a - ox), src + a + base, (size_t)(b - a) * sizeof(float));
+        for (int o = a; o < b; o++) row[o - ox] = src[o + base];
     else
         for (int o = a; o < b; o++) row[o - ox] = src[o * sw + base];
-    memset(row + (b - ox), 0, (size_t)(ox + run - b) * sizeof(float));
+    for (int o = b; o < ox + run; o++) row[o - ox] = 0.0f;
 }
 
 void cvy_im2col(const float *x, float *col, const conv_geom *g, int cin_g, int col0, int col1)
@@ -215,7 +216,7 @@ void cvy_im2col(const float *x, float *col, const conv_geom *g, int cin_g, int c
                     int run = g->w_out - ox < ncols - j ? g->w_out - ox : ncols - j;
                     int iy = oy * g->sh - g->pt + ky * g->dh;
                     if (iy < 0 || iy >= g->h_in)
-                        memset(row + j, 0, (size_t)run * sizeof(float));
+                        for (int t = 0; t < run; t++) row[j + t] = 0.0f;
                     else
                         im2col_run(row + j, xc + (size_t)iy * g->w_in, ox, run, g->sw, base,
                                    g->w_in);
@@ -261,6 +262,7 @@ static const cvy_kernels REF = {
     .binary = ref_binary,
     .binary_chan = ref_binary_chan,
     .fc = ref_fc,
+    .im2col = cvy_im2col,
 };
 
 const cvy_kernels *cvy_kernels_ref(void) { return &REF; }

@@ -31,8 +31,11 @@ static cvy_status load_buffer(cvy_engine *e, const uint8_t *buf, size_t size, cv
     int want_c = fm.preproc.color == CVY_COLOR_GRAY ? 1 : 3;
     /* images need 1 or 3 channels; other channel counts serve raw-tensor models */
     int c_ok = (in->dims[0] != 1 && in->dims[0] != 3) || (int)in->dims[0] == want_c;
-    if (in->kind != FMT_ACTIVATION || in->ndim != 3 || !c_ok ||
-        (int)in->dims[1] != fm.preproc.height || (int)in->dims[2] != fm.preproc.width) {
+    /* non-image models (ONNX imports) may take 1 or 2 dims per item: no image checks then */
+    int image = in->ndim == 3;
+    if (in->kind != FMT_ACTIVATION || in->ndim < 1 || in->ndim > 3 ||
+        (image && (!c_ok || (int)in->dims[1] != fm.preproc.height ||
+                   (int)in->dims[2] != fm.preproc.width))) {
         s = cvy_fail(err, CVY_ERR_FORMAT,
                      "graph input dims do not match PREPROC (%d channels, %dx%d)", want_c,
                      fm.preproc.height, fm.preproc.width);
@@ -40,8 +43,8 @@ static cvy_status load_buffer(cvy_engine *e, const uint8_t *buf, size_t size, cv
     if (s == CVY_OK) s = plan_build(&fm, e->kern, e->isa != CVY_ISA_REF, &m->plan, err);
     if (s == CVY_OK) {
         m->in_c = (int)in->dims[0];
-        m->in_h = (int)in->dims[1];
-        m->in_w = (int)in->dims[2];
+        m->in_h = in->ndim > 1 ? (int)in->dims[1] : 1;
+        m->in_w = in->ndim > 2 ? (int)in->dims[2] : 1;
         m->in_size = (size_t)m->in_c * m->in_h * m->in_w;
         m->out_size = m->plan.values[m->plan.output].size;
         m->output_prob = fm.output_kind == 1;

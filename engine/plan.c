@@ -120,7 +120,9 @@ static cvy_status check_graph(builder *b)
 {
     const fmt_model *fm = b->fm;
     int nt = (int)fm->n_tensors, nn = (int)fm->n_nodes;
-    if (!is_act(fm->input, fm) || fm->tensors[fm->input].ndim != 3)
+    /* images are (C, H, W); non-image models (ONNX imports) may take 1 or 2 dims per item */
+    if (!is_act(fm->input, fm) || fm->tensors[fm->input].ndim < 1 ||
+        fm->tensors[fm->input].ndim > 3)
         return cvy_fail(b->err, CVY_ERR_FORMAT,
                         "graph input tensor %u must be an activation with dims (C, H, W)",
                         fm->input);
@@ -369,10 +371,11 @@ static cvy_status plan_conv(builder *b, int i)
     int pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 &&
                     g.pb == 0 && g.pr == 0;
     step_kind kind = !b->p->use_blas ? S_CONV_REF : dw ? S_CONV_DW : S_CONV_GEMM;
+    int own = kind == S_CONV_GEMM && b->p->kern->gemm != NULL; /* own GEMM, else OpenBLAS */
     const char *algo = kind == S_CONV_REF  ? "direct-ref"
                        : kind == S_CONV_DW ? "depthwise"
-                       : pointwise         ? "1x1-sgemm"
-                                           : "im2col+sgemm";
+                       : pointwise         ? (own ? "1x1-gemm" : "1x1-sgemm")
+                                           : (own ? "im2col+gemm" : "im2col+sgemm");
     step *st = new_step(b, i, kind, algo);
     if (!st) {
         free(w);
@@ -397,7 +400,16 @@ static cvy_status plan_conv(builder *b, int i)
         set_shape(val(b, b->fm->nodes[c].out), 3, dims);
         st->out = (int)b->fm->nodes[c].out;
     }
-    st->w_off = wpush(b, w, nw);
+    if (own) { /* pre-pack each group's rows into the kernel's panels */
+        int cout_g = g.c_out / g.group;
+        size_t per = b->p->kern->gemm_packed_size(cout_g, (int)k);
+        st->w_off = wpush(b, NULL, per * (size_t)g.group);
+        for (int q = 0; st->w_off != SIZE_MAX && q < g.group; q++)
+            b->p->kern->gemm_pack(w + (size_t)q * cout_g * k, cout_g, (int)k,
+                                  b->w + st->w_off + (size_t)q * per);
+    } else {
+        st->w_off = wpush(b, w, nw);
+    }
     st->b_off = wpush(b, bias, (size_t)g.c_out);
     free(w);
     free(bias);
@@ -430,6 +442,8 @@ static cvy_status plan_conv(builder *b, int i)
         /* Column chunks fixed per layer (never by thread count): at least two when the map
          * is not tiny, so a single image still spreads over two cores. */
         size_t chunk = cols <= 32 ? cols : cvy_round_up((cols + 1) / 2, 16);
+        size_t kcap = (CONV_PANEL_FLOATS / k) / 32 * 32; /* the column panel stays in L2 */
+        if (chunk > kcap) chunk = kcap < 32 ? 32 : kcap;
         if (chunk > CONV_CHUNK) chunk = CONV_CHUNK;
         st->chunk = (int)chunk;
         st->tasks = g.group * (int)((cols + chunk - 1) / chunk);
@@ -927,7 +941,7 @@ cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas
     if (s == CVY_OK) {
         const fmt_tensor *in = &fm->tensors[fm->input];
         int dims[3] = {(int)in->dims[0], (int)in->dims[1], (int)in->dims[2]};
-        set_shape(&out->values[fm->input], 3, dims);
+        set_shape(&out->values[fm->input], (int)in->ndim, dims);
     }
     for (size_t o = 0; s == CVY_OK && o < nn; o++)
         if (!b.done[b.order[o]]) s = plan_node(&b, b.order[o]);

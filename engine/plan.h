@@ -99,5 +99,6 @@ void plan_free(plan *p);
 
 #define CONV_CHUNK 512 /* output columns per im2col+sgemm task: fixed, not thread-dependent */
 #define GEMM_CHUNK 64  /* output neurons per fully-connected task */
+#define CONV_PANEL_FLOATS (256 * 1024) /* im2col panel (k x chunk) budget: 1 MiB */
 
 #endif

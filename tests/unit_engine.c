@@ -9,13 +9,18 @@
 #include "kernels.h"
 #include "testmodel.h"
 
-static cvy_engine *eng_ref, *eng_opt, *eng_opt1;
+/* ref: direct loops; opt: the best ISA (AVX-512 here); avx2: the AVX2 + OpenBLAS path, forced
+ * so every build tests it too. */
+static cvy_engine *eng_ref, *eng_opt, *eng_opt1, *eng_avx2, *eng_avx2_1;
 
 static void setup(void)
 {
     eng_ref = tm_engine(CVY_ISA_REF, 1);
     eng_opt = tm_engine(CVY_ISA_AUTO, 2);
     eng_opt1 = tm_engine(CVY_ISA_AUTO, 1);
+    eng_avx2 = tm_engine(CVY_ISA_AVX2, 2);
+    eng_avx2_1 = tm_engine(CVY_ISA_AVX2, 1);
+    ck_assert_str_eq(cvy_engine_isa(eng_avx2), "avx2");
 }
 
 static void teardown(void)
@@ -23,32 +28,40 @@ static void teardown(void)
     cvy_engine_destroy(eng_ref);
     cvy_engine_destroy(eng_opt);
     cvy_engine_destroy(eng_opt1);
+    cvy_engine_destroy(eng_avx2);
+    cvy_engine_destroy(eng_avx2_1);
 }
 
-/* Builds the same model twice (same seed), runs it on the reference and the optimized engine
- * with batch n, and checks they agree. build() returns the output tensor. */
+/* Builds the same model three times (same seed), runs it on the reference, the best and the
+ * AVX2 engine with batch n, and checks both optimized outputs against the reference.
+ * build() returns the output tensor. */
 typedef uint32_t (*builder_fn)(fmt_model *m, int variant);
 
 static void compare(builder_fn build, int variant, int n, const char *what)
 {
-    fmt_model m;
-    tm_seed(1000 + (unsigned)variant);
-    uint32_t out = build(&m, variant);
-    cvy_model *ref = tm_load(eng_ref, &m, out);
-    tm_seed(1000 + (unsigned)variant);
-    out = build(&m, variant);
-    cvy_model *opt = tm_load(eng_opt, &m, out);
-    size_t in = cvy_model_input_size(ref) * (size_t)n, on = cvy_model_output_size(ref) * (size_t)n;
-    ck_assert_uint_eq(on, cvy_model_output_size(opt) * (size_t)n);
+    cvy_engine *engines[3] = {eng_ref, eng_opt, eng_avx2};
+    cvy_model *models[3];
+    for (int e = 0; e < 3; e++) {
+        fmt_model m;
+        tm_seed(1000 + (unsigned)variant);
+        uint32_t out = build(&m, variant);
+        models[e] = tm_load(engines[e], &m, out);
+    }
+    size_t in = cvy_model_input_size(models[0]) * (size_t)n;
+    size_t on = cvy_model_output_size(models[0]) * (size_t)n;
     float *x = malloc(in * sizeof(float));
     tm_fill(x, in);
-    float *a = tm_run(ref, n, x), *b = tm_run(opt, n, x);
-    double e = tm_err(b, a, on, 1e-5, 1e-4);
-    ck_assert_msg(e <= 1.0, "%s variant %d batch %d: error %.3g of tolerance", what, variant, n,
-                  e);
-    free(x), free(a), free(b);
-    cvy_model_free(ref);
-    cvy_model_free(opt);
+    float *want = tm_run(models[0], n, x);
+    for (int e = 1; e < 3; e++) {
+        ck_assert_uint_eq(on, cvy_model_output_size(models[e]) * (size_t)n);
+        float *got = tm_run(models[e], n, x);
+        double err = tm_err(got, want, on, 1e-5, 1e-4);
+        ck_assert_msg(err <= 1.0, "%s variant %d batch %d on %s: error %.3g of tolerance", what,
+                      variant, n, cvy_engine_isa(engines[e]), err);
+        free(got);
+    }
+    free(x), free(want);
+    for (int e = 0; e < 3; e++) cvy_model_free(models[e]);
 }
 
 /* Conv with random geometry: odd channel counts, every padding side, stride 1-2, dilation
@@ -296,15 +309,16 @@ START_TEST(batchnorm_folding_is_exact)
 END_TEST
 
 /* Each image's output is bit-identical whether it runs alone or in a batch of 16, and with
- * 1 or 2 threads. */
+ * 1 or 2 threads, on the best ISA and on the AVX2 + OpenBLAS path. */
 START_TEST(batch_and_threads_do_not_change_outputs)
 {
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < 4; v++) {
         fmt_model m;
+        cvy_engine *e2 = v < 2 ? eng_opt : eng_avx2, *e1 = v < 2 ? eng_opt1 : eng_avx2_1;
         tm_seed(1000 + (unsigned)v);
-        cvy_model *two = tm_load(eng_opt, &m, build_net(&m, v));
+        cvy_model *two = tm_load(e2, &m, build_net(&m, v));
         tm_seed(1000 + (unsigned)v);
-        cvy_model *one = tm_load(eng_opt1, &m, build_net(&m, v));
+        cvy_model *one = tm_load(e1, &m, build_net(&m, v));
         size_t in = cvy_model_input_size(two), on = cvy_model_output_size(two);
         float *x = malloc(16 * in * sizeof(float));
         tm_fill(x, 16 * in);

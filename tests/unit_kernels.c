@@ -3,6 +3,9 @@
  * global average) within 1e-5 relative + 1e-6 absolute; sigmoid's polynomial exp 1e-6. */
 #include <check.h>
 
+#include <stdio.h>
+
+#include "engine.h"
 #include "kernels.h"
 #include "testmodel.h"
 
@@ -172,6 +175,10 @@ START_TEST(im2col_chunks_cover_reference_conv)
     tm_seed(5);
     for (int trial = 0; trial < 60; trial++) {
         conv_geom g = random_geom(0);
+        if (trial % 2) { /* wide rows, so the vector copies run */
+            g.w_in = tm_randint(20, 70);
+            g.w_out = (g.w_in + g.pl + g.pr - ((g.kw - 1) * g.dw + 1)) / g.sw + 1;
+        }
         g.group = 1;
         g.c_out = tm_randint(1, 7);
         int k = g.c_in * g.kh * g.kw, cols = g.h_out * g.w_out;
@@ -184,7 +191,12 @@ START_TEST(im2col_chunks_cover_reference_conv)
         int chunk = tm_randint(1, cols);
         for (int c0 = 0; c0 < cols; c0 += chunk) {
             int c1 = c0 + chunk < cols ? c0 + chunk : cols;
+            size_t ncol = (size_t)k * (c1 - c0);
             cvy_im2col(x, col, &g, g.c_in, c0, c1);
+            float *col2 = malloc(ncol * 4 + 4);
+            opt()->im2col(x, col2, &g, g.c_in, c0, c1);
+            ck_assert_mem_eq(col, col2, ncol * 4);
+            free(col2);
             for (int oc = 0; oc < g.c_out; oc++)
                 for (int j = 0; j < c1 - c0; j++) {
                     float acc = 0.0f;
@@ -222,6 +234,51 @@ START_TEST(fc_matches_reference_and_ignores_batch)
 }
 END_TEST
 
+/* The AVX-512 GEMM against a naive product, over odd m, n, k, with bias, residual and every
+ * activation; computing the columns in pieces gives the same bits as all at once. */
+START_TEST(gemm_avx512_matches_reference)
+{
+    if (!cvy_cpu_has(CVY_ISA_AVX512)) {
+        fprintf(stderr, "gemm_avx512_matches_reference: no AVX-512 on this CPU, not run\n");
+        return;
+    }
+    const cvy_kernels *k5 = cvy_kernels_avx512();
+    ck_assert_ptr_nonnull(k5->gemm);
+    tm_seed(8);
+    for (int trial = 0; trial < 80; trial++) {
+        int m = tm_randint(1, 40), k = tm_randint(1, 300), n = tm_randint(1, 100);
+        size_t ldb = (size_t)n + (size_t)tm_randint(0, 9), ldc = (size_t)n + 3;
+        float *a = malloc((size_t)m * k * 4), *b = malloc((size_t)k * ldb * 4);
+        float *bias = malloc((size_t)m * 4), *res = malloc((size_t)m * ldc * 4);
+        float *p = malloc(k5->gemm_packed_size(m, k) * 4);
+        float *c1 = calloc((size_t)m * ldc, 4), *c2 = calloc((size_t)m * ldc, 4);
+        float *want = calloc((size_t)m * ldc, 4);
+        tm_fill(a, (size_t)m * k), tm_fill(b, (size_t)k * ldb), tm_fill(bias, (size_t)m);
+        tm_fill(res, (size_t)m * ldc);
+        const act_params *act = &ACTS[trial % N_ACTS];
+        const float *r = trial % 2 ? res : NULL;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                double s = 0;
+                for (int q = 0; q < k; q++) s += (double)a[(size_t)i * k + q] * b[(size_t)q * ldb + j];
+                float v = (float)s + bias[i];
+                if (r) v += r[(size_t)i * ldc + j];
+                want[(size_t)i * ldc + j] = cvy_act1(v, act);
+            }
+        k5->gemm_pack(a, m, k, p);
+        k5->gemm(p, m, k, b, ldb, n, c1, ldc, bias, r, ldc, act);
+        ck_assert_msg(tm_err(c1, want, (size_t)m * ldc, 1e-5, 1e-4) <= 1.0, "trial %d", trial);
+        int split = tm_randint(1, n); /* the same columns in two calls */
+        k5->gemm(p, m, k, b, ldb, split, c2, ldc, bias, r, ldc, act);
+        if (split < n)
+            k5->gemm(p, m, k, b + split, ldb, n - split, c2 + split, ldc, bias,
+                     r ? r + split : NULL, ldc, act);
+        ck_assert_mem_eq(c1, c2, (size_t)m * ldc * 4);
+        free(a), free(b), free(bias), free(res), free(p), free(c1), free(c2), free(want);
+    }
+}
+END_TEST
+
 Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -234,6 +291,7 @@ Suite *kernels_suite(void)
     tcase_add_test(tc, gap_and_binary_match_reference);
     tcase_add_test(tc, im2col_chunks_cover_reference_conv);
     tcase_add_test(tc, fc_matches_reference_and_ignores_batch);
+    tcase_add_test(tc, gemm_avx512_matches_reference);
     suite_add_tcase(s, tc);
     return s;
 }

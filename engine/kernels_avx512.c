@@ -1,0 +1,155 @@
+/* kernels_avx512.c - AVX-512 kernels, built with AVX-512 flags for this file only and chosen
+ * at run time. The table starts as a copy of the AVX2 one and replaces what has an AVX-512
+ * version: today the convolution GEMM (OpenBLAS is pinned to its AVX2 kernel here). */
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+
+#include "kernels.h"
+
+#define MR 12 /* rows (output channels) per micro-tile */
+#define NR 32 /* columns (output pixels) per micro-tile: two zmm */
+
+/* exp(x) for 16 floats: the same reduction and polynomial as the AVX2 kernel. */
+static inline __m512 exp16(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    __m512 fx = _mm512_roundscale_ps(
+        _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
+        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
+}
+
+/* The activation of 16 values, same formulas as cvy_act1. */
+static inline __m512 act16(__m512 v, const act_params *a)
+{
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    switch (a->type) {
+    case ACT_NONE: return v;
+    case ACT_RELU: return _mm512_max_ps(v, zero);
+    case ACT_CLIP:
+        return _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(a->a)), _mm512_set1_ps(a->b));
+    case ACT_LEAKY: {
+        __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
+        return _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(a->a));
+    }
+    case ACT_SIGMOID:
+        return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(zero, v))));
+    case ACT_HARDSIGMOID: {
+        __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(a->a), v), _mm512_set1_ps(a->b));
+        return _mm512_min_ps(_mm512_max_ps(t, zero), one);
+    }
+    case ACT_HARDSWISH: {
+        __m512 t = _mm512_add_ps(_mm512_div_ps(v, _mm512_set1_ps(6.0f)), _mm512_set1_ps(0.5f));
+        return _mm512_mul_ps(v, _mm512_min_ps(_mm512_max_ps(t, zero), one));
+    }
+    }
+    return v;
+}
+
+static size_t packed_size(int m, int k) { return (size_t)((m + MR - 1) / MR) * MR * (size_t)k; }
+
+/* Panels of MR rows: panel p holds, for each q < k, the MR values a[p*MR + r][q] (zero rows
+ * past m), so the kernel broadcasts consecutive floats. */
+static void pack(const float *a, int m, int k, float *out)
+{
+    for (int p = 0; p < (m + MR - 1) / MR; p++)
+        for (int q = 0; q < k; q++)
+            for (int r = 0; r < MR; r++) {
+                int row = p * MR + r;
+                out[((size_t)p * k + q) * MR + r] = row < m ? a[(size_t)row * k + q] : 0.0f;
+            }
+}
+
+static inline __mmask16 cols_mask(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
+
+/* One micro-tile: mr <= MR rows, nc <= NR columns, full k, epilogue fused. */
+static void tile(const float *ap, int k, const float *b, size_t ldb, int nc, float *c,
+                 size_t ldc, int mr, const float *bias, const float *res, size_t ldres,
+                 const act_params *act)
+{
+    __mmask16 m0 = cols_mask(nc), m1 = nc > 16 ? cols_mask(nc - 16) : 0;
+    __m512 acc0[MR], acc1[MR];
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+    if (m1) {
+        for (int q = 0; q < k; q++) {
+            __m512 b0 = _mm512_maskz_loadu_ps(m0, b + (size_t)q * ldb);
+            __m512 b1 = _mm512_maskz_loadu_ps(m1, b + (size_t)q * ldb + 16);
+            const float *aq = ap + (size_t)q * MR;
+#pragma GCC unroll 12
+            for (int r = 0; r < MR; r++) {
+                __m512 av = _mm512_set1_ps(aq[r]);
+                acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+                acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+            }
+        }
+    } else { /* 16 columns or fewer: half the work */
+        for (int q = 0; q < k; q++) {
+            __m512 b0 = _mm512_maskz_loadu_ps(m0, b + (size_t)q * ldb);
+            const float *aq = ap + (size_t)q * MR;
+#pragma GCC unroll 12
+            for (int r = 0; r < MR; r++)
+                acc0[r] = _mm512_fmadd_ps(_mm512_set1_ps(aq[r]), b0, acc0[r]);
+        }
+    }
+    /* unrolled with constant indices so the accumulators stay in registers */
+#pragma GCC unroll 12
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr) break;
+        __m512 vb = _mm512_set1_ps(bias ? bias[r] : 0.0f);
+        float *cr = c + (size_t)r * ldc;
+        const float *rr = res ? res + (size_t)r * ldres : NULL;
+        __m512 v0 = _mm512_add_ps(acc0[r], vb);
+        if (rr) v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rr));
+        _mm512_mask_storeu_ps(cr, m0, act16(v0, act));
+        if (m1) {
+            __m512 v1 = _mm512_add_ps(acc1[r], vb);
+            if (rr) v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rr + 16));
+            _mm512_mask_storeu_ps(cr + 16, m1, act16(v1, act));
+        }
+    }
+}
+
+static void gemm(const float *packed, int m, int k, const float *b, size_t ldb, int n, float *c,
+                 size_t ldc, const float *bias, const float *res, size_t ldres,
+                 const act_params *act)
+{
+    for (int p = 0; p * MR < m; p++) {
+        int r0 = p * MR, mr = m - r0 < MR ? m - r0 : MR;
+        const float *ap = packed + (size_t)p * k * MR;
+        for (int j = 0; j < n; j += NR)
+            tile(ap, k, b + j, ldb, n - j < NR ? n - j : NR, c + (size_t)r0 * ldc + j, ldc, mr,
+                 bias ? bias + r0 : NULL, res ? res + (size_t)r0 * ldres + j : NULL, ldres, act);
+    }
+}
+
+static cvy_kernels AVX512;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void init(void)
+{
+    AVX512 = *cvy_kernels_avx2();
+    AVX512.name = "avx512";
+    AVX512.gemm_mr = MR;
+    AVX512.gemm_packed_size = packed_size;
+    AVX512.gemm_pack = pack;
+    AVX512.gemm = gemm;
+}
+
+const cvy_kernels *cvy_kernels_avx512(void)
+{
+    pthread_once(&once, init);
+    return &AVX512;
+}
