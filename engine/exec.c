@@ -84,48 +84,82 @@ static const float *W(const job *j, size_t off)
 
 static size_t vsize(const job *j, int v) { return j->c->m->plan.values[v].size; }
 
-/* One (image, group, column chunk) of an im2col + sgemm conv, epilogue fused. */
+/* Copies output rows [r0, r1)'s input window of one group into the padded layout
+ * (cin_g x hp x wp, zero borders) at pad. */
+static void pad_rows(const float *x, float *pad, const step *s, int cin_g, int r0, int r1)
+{
+    const conv_geom *g = &s->g;
+    int last = r1 - 1 + (g->kh - 1) * g->dh; /* last padded row the chunk reads */
+    for (int ic = 0; ic < cin_g; ic++) {
+        const float *xc = x + (size_t)ic * g->h_in * g->w_in;
+        for (int py = r0; py <= last; py++) {
+            float *row = pad + ((size_t)ic * s->hp + py) * s->wp;
+            int iy = py - g->pt;
+            if (iy < 0 || iy >= g->h_in) {
+                memset(row, 0, (size_t)s->wp * sizeof(float));
+                continue;
+            }
+            memset(row, 0, (size_t)g->pl * sizeof(float));
+            memcpy(row + g->pl, xc + (size_t)iy * g->w_in, (size_t)g->w_in * sizeof(float));
+            memset(row + g->pl + g->w_in, 0, (size_t)g->pr * sizeof(float));
+        }
+    }
+}
+
+/* One (image, group, chunk) of a GEMM conv, epilogue fused. Three ways to feed B: the input
+ * itself (1x1), a padded copy read through row offsets (stride 1), or an im2col panel. */
 static void conv_gemm_task(void *arg, int task, int thread)
 {
     const job *j = arg;
     const step *s = j->s;
     const conv_geom *g = &s->g;
+    const cvy_kernels *kern = j->c->m->plan.kern;
     int img = task / s->tasks, r = task % s->tasks;
     int cols = g->h_out * g->w_out, nchunks = s->tasks / g->group;
-    int grp = r / nchunks, c0 = (r % nchunks) * s->chunk;
-    int c1 = c0 + s->chunk < cols ? c0 + s->chunk : cols;
+    int grp = r / nchunks, chunk = r % nchunks;
     int cin_g = g->c_in / g->group, cout_g = g->c_out / g->group;
     int k = cin_g * g->kh * g->kw;
     const float *x = j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]) +
                      (size_t)grp * cin_g * g->h_in * g->w_in;
-    float *y = j->c->ptr[s->out] + img * vsize(j, s->out) + (size_t)grp * cout_g * cols + c0;
-    const float *bmat;
-    int ldb;
-    if (s->scratch == 0) { /* 1x1 stride 1: the input is the column matrix */
-        bmat = x + c0;
-        ldb = cols;
-    } else {
-        float *col = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
-        j->c->m->plan.kern->im2col(x, col, g, cin_g, c0, c1);
-        bmat = col;
-        ldb = c1 - c0;
-    }
+    float *y = j->c->ptr[s->out] + img * vsize(j, s->out) + (size_t)grp * cout_g * cols;
     const float *res = NULL;
     if (s->residual >= 0)
-        res = j->c->ptr[s->residual] + img * vsize(j, s->residual) +
-              (size_t)grp * cout_g * cols + c0;
-    const cvy_kernels *kern = j->c->m->plan.kern;
+        res = j->c->ptr[s->residual] + img * vsize(j, s->residual) + (size_t)grp * cout_g * cols;
     const float *bias = W(j, s->b_off) + (size_t)grp * cout_g;
-    if (kern->gemm) { /* own kernel on pre-packed weights, epilogue inside */
+    float *scratch = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
+
+    if (s->implicit) {
+        int r0 = chunk * s->chunk, r1 = r0 + s->chunk < g->h_out ? r0 + s->chunk : g->h_out;
+        pad_rows(x, scratch, s, cin_g, r0, r1);
+        gemm_b bs = {scratch, 0, s->boff, s->wp, g->w_out};
         const float *w = W(j, s->w_off) + (size_t)grp * kern->gemm_packed_size(cout_g, k);
-        kern->gemm(w, cout_g, k, bmat, (size_t)ldb, c1 - c0, y, (size_t)cols, bias, res,
+        kern->gemm(w, cout_g, k, &bs, r0 * s->wp, (r1 - r0) * s->wp, y, (size_t)cols, bias, res,
                    (size_t)cols, &s->act);
         return;
     }
+    int c0 = chunk * s->chunk, c1 = c0 + s->chunk < cols ? c0 + s->chunk : cols;
+    gemm_b bs = {x, (size_t)cols, NULL, 0, 0}; /* 1x1 stride 1: the input is B */
+    int j0 = c0;
+    float *yc = y;
+    const float *rc = res;
+    if (s->scratch != 0) { /* im2col panel of this chunk: its column 0 is output c0 */
+        kern->im2col(x, scratch, g, cin_g, c0, c1);
+        bs = (gemm_b){scratch, (size_t)(c1 - c0), NULL, 0, 0};
+        j0 = 0;
+        yc = y + c0;
+        rc = res ? res + c0 : NULL;
+    }
+    if (kern->gemm) { /* own kernel on pre-packed weights, epilogue inside */
+        const float *w = W(j, s->w_off) + (size_t)grp * kern->gemm_packed_size(cout_g, k);
+        kern->gemm(w, cout_g, k, &bs, j0, c1 - c0, yc, (size_t)cols, bias, rc, (size_t)cols,
+                   &s->act);
+        return;
+    }
     const float *w = W(j, s->w_off) + (size_t)grp * cout_g * k;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout_g, c1 - c0, k, 1.0f, w, k, bmat,
-                ldb, 0.0f, y, cols);
-    kern->bias_act(y, cout_g, c1 - c0, (size_t)cols, bias, res, (size_t)cols, &s->act);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout_g, c1 - c0, k, 1.0f, w, k,
+                bs.b + j0, (int)bs.ldb, 0.0f, y + c0, cols);
+    kern->bias_act(y + c0, cout_g, c1 - c0, (size_t)cols, bias, res ? res + c0 : NULL,
+                   (size_t)cols, &s->act);
 }
 
 static void conv_ref_task(void *arg, int img, int thread)

@@ -7,6 +7,7 @@
 #define CVY_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include "convoy.h"
 
 /* Activations, fusable into conv/gemm epilogues. */
@@ -32,6 +33,18 @@ typedef struct conv_geom {
     int kh, kw, sh, sw, pt, pl, pb, pr, dh, dw; /* pads: top, left, bottom, right */
     int group;
 } conv_geom;
+
+/* The B operand of the conv GEMM. Row q of B is b + q*ldb (im2col panels, 1x1 inputs) or,
+ * when off is set, b + off[q]: implicit convolution over a zero-padded input, where column j
+ * is a position in the padded image. Columns map to outputs: with period 0, column j is
+ * output j; otherwise of each `period` columns the first `valid` are outputs, packed row by
+ * row (j = y*period + x is output y*valid + x when x < valid, and no output otherwise). */
+typedef struct gemm_b {
+    const float *b;
+    size_t ldb;
+    const int32_t *off;
+    int period, valid;
+} gemm_b;
 
 typedef struct cvy_kernels {
     const char *name; /* "ref", "avx2", "avx512" */
@@ -72,14 +85,14 @@ typedef struct cvy_kernels {
 
     /* Own GEMM for convolutions (NULL: the engine uses OpenBLAS sgemm). Weights are packed
      * once at load by gemm_pack into panels of gemm_mr rows (gemm_packed_size floats for an
-     * m x k matrix); gemm then computes, for rows [0, m) and columns [0, n):
-     *   c[r*ldc + j] = act(sum_q a[r][q] * b[q*ldb + j] + bias[r] + res[r*ldres + j])
-     * with every element summed in q order, so blocking never changes a result. res may be
-     * NULL. */
+     * m x k matrix); gemm then computes, for rows r < m and columns j in [j0, j0 + n):
+     *   out[r][j] = act(sum_q a[r][q] * B[q][j] + bias[r] + res[r][j])
+     * where B and the output positions come from a gemm_b (below); every element is summed in
+     * q order, so blocking never changes a result. bias and res may be NULL. */
     int gemm_mr;
     size_t (*gemm_packed_size)(int m, int k);
     void (*gemm_pack)(const float *a, int m, int k, float *packed);
-    void (*gemm)(const float *packed, int m, int k, const float *b, size_t ldb, int n,
+    void (*gemm)(const float *packed, int m, int k, const struct gemm_b *b, int j0, int n,
                  float *c, size_t ldc, const float *bias, const float *res, size_t ldres,
                  const act_params *act);
     /* y[c*hw + i] = a[c*hw + i] (+ or *) b[c], channel broadcast. */

@@ -74,64 +74,88 @@ static void pack(const float *a, int m, int k, float *out)
 
 static inline __mmask16 cols_mask(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
 
-/* One micro-tile: mr <= MR rows, nc <= NR columns, full k, epilogue fused. */
-static void tile(const float *ap, int k, const float *b, size_t ldb, int nc, float *c,
-                 size_t ldc, int mr, const float *bias, const float *res, size_t ldres,
+/* The k loop of a micro-tile: ROW(q) gives B's row q; TWO says whether the second 16 columns
+ * are live. Accumulators are named registers thanks to full unrolling over MR. */
+#define TILE_LOOP(ROW, TWO)                                                                  \
+    for (int q = 0; q < k; q++) {                                                            \
+        const float *bq = ROW(q);                                                            \
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, bq);                                           \
+        __m512 b1 = TWO ? _mm512_maskz_loadu_ps(m1, bq + 16) : b0;                           \
+        const float *aq = ap + (size_t)q * MR;                                               \
+        _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++)                                \
+        {                                                                                    \
+            __m512 av = _mm512_set1_ps(aq[r]);                                               \
+            acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);                                      \
+            if (TWO) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);                             \
+        }                                                                                    \
+    }
+#define ROW_STRIDED(q) (bs->b + (size_t)(q) * bs->ldb + j)
+#define ROW_OFFSET(q) (bs->b + bs->off[q] + j)
+
+/* One micro-tile: mr <= MR rows, columns [j, j + nc) with nc <= NR, full k, epilogue fused.
+ * c and res address output column 0 of row 0. */
+static void tile(const float *ap, int k, const gemm_b *bs, int j, int nc, float *c, size_t ldc,
+                 int mr, const float *bias, const float *res, size_t ldres,
                  const act_params *act)
 {
     __mmask16 m0 = cols_mask(nc), m1 = nc > 16 ? cols_mask(nc - 16) : 0;
     __m512 acc0[MR], acc1[MR];
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
-    if (m1) {
-        for (int q = 0; q < k; q++) {
-            __m512 b0 = _mm512_maskz_loadu_ps(m0, b + (size_t)q * ldb);
-            __m512 b1 = _mm512_maskz_loadu_ps(m1, b + (size_t)q * ldb + 16);
-            const float *aq = ap + (size_t)q * MR;
-#pragma GCC unroll 12
-            for (int r = 0; r < MR; r++) {
-                __m512 av = _mm512_set1_ps(aq[r]);
-                acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
-                acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
-            }
-        }
-    } else { /* 16 columns or fewer: half the work */
-        for (int q = 0; q < k; q++) {
-            __m512 b0 = _mm512_maskz_loadu_ps(m0, b + (size_t)q * ldb);
-            const float *aq = ap + (size_t)q * MR;
-#pragma GCC unroll 12
-            for (int r = 0; r < MR; r++)
-                acc0[r] = _mm512_fmadd_ps(_mm512_set1_ps(aq[r]), b0, acc0[r]);
-        }
+    if (bs->off) {
+        if (m1) TILE_LOOP(ROW_OFFSET, 1) else TILE_LOOP(ROW_OFFSET, 0)
+    } else {
+        if (m1) TILE_LOOP(ROW_STRIDED, 1) else TILE_LOOP(ROW_STRIDED, 0)
     }
+    /* where the columns land: contiguous, or the valid ones packed (compress / expand) */
+    size_t o = (size_t)j;
+    __mmask16 v0 = m0, v1 = m1;
+    if (bs->period) {
+        uint32_t bits = 0;
+        int x = j % bs->period;
+        for (int l = 0, xl = x; l < nc; l++, xl = xl + 1 == bs->period ? 0 : xl + 1)
+            if (xl < bs->valid) bits |= 1u << l;
+        v0 = (__mmask16)bits;
+        v1 = (__mmask16)(bits >> 16);
+        o = (size_t)(j / bs->period) * bs->valid + (size_t)(x < bs->valid ? x : bs->valid);
+    }
+    int n0 = __builtin_popcount(v0);
     /* unrolled with constant indices so the accumulators stay in registers */
 #pragma GCC unroll 12
     for (int r = 0; r < MR; r++) {
         if (r >= mr) break;
         __m512 vb = _mm512_set1_ps(bias ? bias[r] : 0.0f);
-        float *cr = c + (size_t)r * ldc;
-        const float *rr = res ? res + (size_t)r * ldres : NULL;
-        __m512 v0 = _mm512_add_ps(acc0[r], vb);
-        if (rr) v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, rr));
-        _mm512_mask_storeu_ps(cr, m0, act16(v0, act));
-        if (m1) {
-            __m512 v1 = _mm512_add_ps(acc1[r], vb);
-            if (rr) v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, rr + 16));
-            _mm512_mask_storeu_ps(cr + 16, m1, act16(v1, act));
+        float *cr = c + (size_t)r * ldc + o;
+        const float *rr = res ? res + (size_t)r * ldres + o : NULL;
+        __m512 x0 = _mm512_add_ps(acc0[r], vb), x1 = _mm512_add_ps(acc1[r], vb);
+        if (!bs->period) {
+            if (rr) x0 = _mm512_add_ps(x0, _mm512_maskz_loadu_ps(m0, rr));
+            _mm512_mask_storeu_ps(cr, m0, act16(x0, act));
+            if (m1) {
+                if (rr) x1 = _mm512_add_ps(x1, _mm512_maskz_loadu_ps(m1, rr + 16));
+                _mm512_mask_storeu_ps(cr + 16, m1, act16(x1, act));
+            }
+        } else {
+            if (rr) x0 = _mm512_add_ps(x0, _mm512_maskz_expandloadu_ps(v0, rr));
+            _mm512_mask_compressstoreu_ps(cr, v0, act16(x0, act));
+            if (v1) {
+                if (rr) x1 = _mm512_add_ps(x1, _mm512_maskz_expandloadu_ps(v1, rr + n0));
+                _mm512_mask_compressstoreu_ps(cr + n0, v1, act16(x1, act));
+            }
         }
     }
 }
 
-static void gemm(const float *packed, int m, int k, const float *b, size_t ldb, int n, float *c,
+static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, int n, float *c,
                  size_t ldc, const float *bias, const float *res, size_t ldres,
                  const act_params *act)
 {
     for (int p = 0; p * MR < m; p++) {
         int r0 = p * MR, mr = m - r0 < MR ? m - r0 : MR;
         const float *ap = packed + (size_t)p * k * MR;
-        for (int j = 0; j < n; j += NR)
-            tile(ap, k, b + j, ldb, n - j < NR ? n - j : NR, c + (size_t)r0 * ldc + j, ldc, mr,
-                 bias ? bias + r0 : NULL, res ? res + (size_t)r0 * ldres + j : NULL, ldres, act);
+        for (int j = j0; j < j0 + n; j += NR)
+            tile(ap, k, bs, j, j0 + n - j < NR ? j0 + n - j : NR, c + (size_t)r0 * ldc, ldc, mr,
+                 bias ? bias + r0 : NULL, res ? res + (size_t)r0 * ldres : NULL, ldres, act);
     }
 }
 

@@ -372,9 +372,11 @@ static cvy_status plan_conv(builder *b, int i)
                     g.pb == 0 && g.pr == 0;
     step_kind kind = !b->p->use_blas ? S_CONV_REF : dw ? S_CONV_DW : S_CONV_GEMM;
     int own = kind == S_CONV_GEMM && b->p->kern->gemm != NULL; /* own GEMM, else OpenBLAS */
+    int implicit = own && !pointwise && g.sh == 1 && g.sw == 1;
     const char *algo = kind == S_CONV_REF  ? "direct-ref"
                        : kind == S_CONV_DW ? "depthwise"
                        : pointwise         ? (own ? "1x1-gemm" : "1x1-sgemm")
+                       : implicit          ? "padded+gemm"
                                            : (own ? "im2col+gemm" : "im2col+sgemm");
     step *st = new_step(b, i, kind, algo);
     if (!st) {
@@ -438,7 +440,26 @@ static cvy_status plan_conv(builder *b, int i)
     size_t cols = (size_t)g.h_out * g.w_out;
     st->params = nw + (n->n_in == 3 ? (size_t)g.c_out : 0);
     st->flops = 2.0 * (double)nw * (double)cols;
-    if (kind == S_CONV_GEMM) {
+    if (implicit) {
+        /* Row chunks fixed per layer: at least two when there are two output rows. */
+        int cin_g = g.c_in / g.group;
+        st->implicit = 1;
+        st->hp = g.h_in + g.pt + g.pb;
+        st->wp = g.w_in + g.pl + g.pr;
+        int rows = (g.h_out + 1) / 2, cap = 1024 / st->wp;
+        if (rows > cap) rows = cap;
+        st->chunk = rows < 1 ? 1 : rows;
+        st->tasks = g.group * ((g.h_out + st->chunk - 1) / st->chunk);
+        st->scratch = (size_t)cin_g * st->hp * st->wp + (size_t)(g.kw - 1) * g.dw + 16;
+        st->boff = malloc(k * sizeof(int32_t));
+        if (!st->boff) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+        size_t q = 0;
+        for (int ic = 0; ic < cin_g; ic++)
+            for (int ky = 0; ky < g.kh; ky++)
+                for (int kx = 0; kx < g.kw; kx++)
+                    st->boff[q++] = (int32_t)(((size_t)ic * st->hp + (size_t)ky * g.dh) * st->wp +
+                                              (size_t)kx * g.dw);
+    } else if (kind == S_CONV_GEMM) {
         /* Column chunks fixed per layer (never by thread count): at least two when the map
          * is not tiny, so a single image still spreads over two cores. */
         size_t chunk = cols <= 32 ? cols : cvy_round_up((cols + 1) / 2, 16);
@@ -982,6 +1003,7 @@ cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas
 void plan_free(plan *p)
 {
     if (!p) return;
+    for (int i = 0; i < p->n_steps; i++) free(p->steps[i].boff);
     free(p->values);
     free(p->steps);
     cvy_free_aligned(p->weights);

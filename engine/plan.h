@@ -72,7 +72,10 @@ typedef struct step {
     double flops;
     size_t scratch; /* floats of per-thread scratch this step needs */
     int tasks;      /* parallel tasks per image (conv column chunks / channel blocks) */
-    int chunk;      /* conv: output columns per task */
+    int chunk;      /* conv: output columns per task (implicit: output rows per task) */
+    int implicit;   /* conv over a zero-padded copy of the input, no im2col (stride 1) */
+    int hp, wp;     /* implicit: padded input size */
+    int32_t *boff;  /* implicit: offset of each k row in the padded input (owned) */
 } step;
 
 typedef struct plan {
