@@ -72,7 +72,10 @@ static void pack(const float *a, int m, int k, float *out)
             }
 }
 
-static inline __mmask16 cols_mask(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
+static inline __mmask16 cols_mask(int n)
+{
+    return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+}
 
 /* The k loop of a micro-tile: ROW(q) gives B's row q; TWO says whether the second 16 columns
  * are live. Accumulators are named registers thanks to full unrolling over MR. */
@@ -159,6 +162,63 @@ static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, in
     }
 }
 
+/* ---- fully connected: the AVX2 kernel's blocking on 16 lanes --------------------------- */
+
+/* Sums of NI x NO dot products of length k: x rows at stride k, w rows at stride k. Every
+ * element gets the same arithmetic (16-lane FMA chain over k, masked tail, one reduction)
+ * whatever NI and NO, so an image's outputs never depend on its batch. */
+#define FC_BLOCK(NI, NO)                                                                     \
+    static void dot##NI##x##NO(const float *x, int k, const float *w, float out[NI][NO])   \
+    {                                                                                        \
+        __m512 acc[NI][NO];                                                                  \
+        for (int i = 0; i < NI; i++)                                                         \
+            for (int o = 0; o < NO; o++) acc[i][o] = _mm512_setzero_ps();                    \
+        for (int q = 0; q < k; q += 16) {                                                    \
+            __mmask16 m = cols_mask(k - q);                                                  \
+            __m512 wv[NO];                                                                   \
+            for (int o = 0; o < NO; o++) wv[o] = _mm512_maskz_loadu_ps(m, w + (size_t)o * k + q); \
+            for (int i = 0; i < NI; i++) {                                                   \
+                __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)i * k + q);                 \
+                for (int o = 0; o < NO; o++) acc[i][o] = _mm512_fmadd_ps(xv, wv[o], acc[i][o]); \
+            }                                                                                \
+        }                                                                                    \
+        for (int i = 0; i < NI; i++)                                                         \
+            for (int o = 0; o < NO; o++) out[i][o] = _mm512_reduce_add_ps(acc[i][o]);        \
+    }
+FC_BLOCK(4, 4)
+FC_BLOCK(1, 4)
+FC_BLOCK(1, 1)
+
+/* Outputs outer, images inner: a block of weight rows is read once for the whole batch. */
+static void fc(const float *x, int n, int k, const float *w, int o0, int o1, const float *bias,
+               float *y, size_t ldy, const act_params *act)
+{
+    int o = o0;
+    for (; o + 4 <= o1; o += 4) {
+        const float *wo = w + (size_t)o * k;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            float r[4][4];
+            dot4x4(x + (size_t)i * k, k, wo, r);
+            for (int a = 0; a < 4; a++)
+                for (int b = 0; b < 4; b++)
+                    y[(size_t)(i + a) * ldy + o + b] = cvy_act1(r[a][b] + bias[o + b], act);
+        }
+        for (; i < n; i++) {
+            float r[1][4];
+            dot1x4(x + (size_t)i * k, k, wo, r);
+            for (int b = 0; b < 4; b++)
+                y[(size_t)i * ldy + o + b] = cvy_act1(r[0][b] + bias[o + b], act);
+        }
+    }
+    for (; o < o1; o++)
+        for (int i = 0; i < n; i++) {
+            float r[1][1];
+            dot1x1(x + (size_t)i * k, k, w + (size_t)o * k, r);
+            y[(size_t)i * ldy + o] = cvy_act1(r[0][0] + bias[o], act);
+        }
+}
+
 static cvy_kernels AVX512;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -170,6 +230,7 @@ static void init(void)
     AVX512.gemm_packed_size = packed_size;
     AVX512.gemm_pack = pack;
     AVX512.gemm = gemm;
+    AVX512.fc = fc;
 }
 
 const cvy_kernels *cvy_kernels_avx512(void)
