@@ -219,6 +219,64 @@ static void fc(const float *x, int n, int k, const float *w, int o0, int o1, con
         }
 }
 
+/* ---- depthwise convolution ---------------------------------------------------------------- */
+
+/* Lanes l < 16 whose input index s + l lies in [0, n). */
+static inline __mmask16 range_mask(int s, int n)
+{
+    int lo = s < 0 ? -s : 0, hi = n - s < 16 ? n - s : 16;
+    if (hi <= lo) return 0;
+    uint32_t bits = ((hi >= 32 ? 0u : (1u << hi)) - 1u) & ~((1u << lo) - 1u);
+    return (__mmask16)bits;
+}
+
+/* 16 outputs of one row, every tap a masked load: borders, padding and short rows need no
+ * scalar path. Stride 2 loads 32 neighbours and keeps the even ones. The sum runs over the
+ * taps in (ky, kx) order from zero, then the bias, as the reference. */
+static void depthwise(const float *x, const float *w, const float *bias, float *y,
+                      const conv_geom *g, int c0, int c1, const act_params *act)
+{
+    if (g->sw > 2) {
+        cvy_kernels_avx2()->depthwise(x, w, bias, y, g, c0, c1, act);
+        return;
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    for (int c = c0; c < c1; c++) {
+        const float *xc = x + (size_t)c * g->h_in * g->w_in;
+        const float *wc = w + (size_t)c * g->kh * g->kw;
+        float *yc = y + (size_t)c * g->h_out * g->w_out;
+        __m512 vb = _mm512_set1_ps(bias ? bias[c] : 0.0f);
+        for (int oy = 0; oy < g->h_out; oy++) {
+            float *yr = yc + (size_t)oy * g->w_out;
+            for (int ox = 0; ox < g->w_out; ox += 16) {
+                __mmask16 om = cols_mask(g->w_out - ox);
+                int start = ox * g->sw - g->pl;
+                __m512 acc = _mm512_setzero_ps();
+                for (int ky = 0; ky < g->kh; ky++) {
+                    int iy = oy * g->sh - g->pt + ky * g->dh;
+                    if (iy < 0 || iy >= g->h_in) continue;
+                    const float *xr = xc + (size_t)iy * g->w_in;
+                    for (int kx = 0; kx < g->kw; kx++) {
+                        int s = start + kx * g->dw;
+                        __m512 v;
+                        if (g->sw == 1) {
+                            v = _mm512_maskz_loadu_ps(range_mask(s, g->w_in), xr + s);
+                        } else {
+                            __m512 lo = _mm512_maskz_loadu_ps(range_mask(s, g->w_in), xr + s);
+                            __m512 hi = _mm512_maskz_loadu_ps(range_mask(s + 16, g->w_in),
+                                                              xr + s + 16);
+                            v = _mm512_permutex2var_ps(lo, even, hi);
+                        }
+                        acc = _mm512_fmadd_ps(v, _mm512_set1_ps(wc[ky * g->kw + kx]), acc);
+                    }
+                }
+                _mm512_mask_storeu_ps(yr + ox, om, act16(_mm512_add_ps(acc, vb), act));
+            }
+        }
+    }
+}
+
 static cvy_kernels AVX512;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -231,6 +289,7 @@ static void init(void)
     AVX512.gemm_pack = pack;
     AVX512.gemm = gemm;
     AVX512.fc = fc;
+    AVX512.depthwise = depthwise;
 }
 
 const cvy_kernels *cvy_kernels_avx512(void)

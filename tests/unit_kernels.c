@@ -90,6 +90,10 @@ START_TEST(depthwise_matches_reference)
         cvy_kernels_ref()->depthwise(x, w, b, y1, &g, 0, g.c_out, a);
         opt()->depthwise(x, w, b, y2, &g, 0, g.c_out, a);
         ck_assert_msg(tm_err(y2, y1, ny, 1e-5, 1e-5) <= 1.0, "depthwise trial %d", trial);
+        if (cvy_cpu_has(CVY_ISA_AVX512)) {
+            cvy_kernels_avx512()->depthwise(x, w, b, y2, &g, 0, g.c_out, a);
+            ck_assert_msg(tm_err(y2, y1, ny, 1e-5, 1e-5) <= 1.0, "depthwise512 trial %d", trial);
+        }
         free(x), free(w), free(b), free(y1), free(y2);
     }
 }
