@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine.h"
 #include "util.h"
@@ -19,6 +20,8 @@ struct cvy_context {
     float *scratch; /* threads * plan.scratch_floats */
     float *input;   /* max_batch * input size: the context's own input buffer */
     float **ptr;    /* per value: where image 0 of it lives during the current run */
+    int profiling;
+    double *layer_ms; /* per step, the last run's wall time when profiling */
 };
 
 cvy_status cvy_context_create(const cvy_model *m, int max_batch, cvy_context **out,
@@ -45,7 +48,8 @@ cvy_status cvy_context_create(const cvy_model *m, int max_batch, cvy_context **o
     c->scratch = cvy_alloc_aligned(scratch);
     c->input = cvy_alloc_aligned(input);
     c->ptr = calloc((size_t)p->n_values, sizeof *c->ptr);
-    if (!c->arena || !c->scratch || !c->input || !c->ptr) {
+    c->layer_ms = calloc((size_t)p->n_steps + 1, sizeof *c->layer_ms);
+    if (!c->arena || !c->scratch || !c->input || !c->ptr || !c->layer_ms) {
         cvy_context_destroy(c);
         return cvy_fail(err, CVY_ERR_NOMEM, "context: out of memory for a batch of %d (%zu MiB)",
                         max_batch, (arena + scratch + input) >> 20);
@@ -63,10 +67,23 @@ void cvy_context_destroy(cvy_context *c)
     cvy_free_aligned(c->scratch);
     cvy_free_aligned(c->input);
     free(c->ptr);
+    free(c->layer_ms);
     free(c);
 }
 
 int cvy_context_max_batch(const cvy_context *c) { return c->max_batch; }
+void cvy_context_set_profiling(cvy_context *c, int on) { c->profiling = on != 0; }
+const double *cvy_context_layer_ms(const cvy_context *c)
+{
+    return c->profiling ? c->layer_ms : NULL;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
 float *cvy_context_input(cvy_context *c) { return c->input; }
 
 /* ---- step execution ------------------------------------------------------------------------ */
@@ -314,7 +331,11 @@ cvy_status cvy_context_run(cvy_context *c, int n, const float *input, float *out
     for (int v = 0; v < p->n_values; v++)
         if (p->values[v].root == p->input) c->ptr[v] = (float *)in;
     unsigned fpu = cvy_fpu_enter();
-    for (int i = 0; i < p->n_steps; i++) run_step(c, &p->steps[i], n);
+    for (int i = 0; i < p->n_steps; i++) {
+        double t0 = c->profiling ? now_ms() : 0.0;
+        run_step(c, &p->steps[i], n);
+        if (c->profiling) c->layer_ms[i] = now_ms() - t0;
+    }
     cvy_fpu_leave(fpu);
     memcpy(output, c->ptr[p->output], (size_t)n * c->m->out_size * sizeof(float));
     return CVY_OK;

@@ -181,6 +181,13 @@ float *cvy_context_input(cvy_context *c);
 cvy_status cvy_context_run(cvy_context *c, int n, const float *input, float *output,
                            cvy_error *err);
 
+/* Profiling: when on, every run records the wall time of each plan step (one per
+ * cvy_model_layer), read back with cvy_context_layer_ms after the run: an array of
+ * cvy_model_layer_count(m) milliseconds, valid until the next run. Off by default; the
+ * timing costs two clock reads per step. */
+void cvy_context_set_profiling(cvy_context *c, int on);
+const double *cvy_context_layer_ms(const cvy_context *c);
+
 /* ---- images ----------------------------------------------------------------------------- */
 
 /* A decoded 8-bit image, rows top to bottom, channels interleaved (1 gray, 3 RGB). */

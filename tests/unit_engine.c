@@ -373,6 +373,12 @@ START_TEST(context_and_queries)
         for (int k = 1; k < 10; k++) ck_assert(top[k - 1].score >= top[k].score);
         ck_assert_float_eq(top[0].score, out[i * 10 + top[0].index]);
     }
+    ck_assert_ptr_null(cvy_context_layer_ms(ctx));
+    cvy_context_set_profiling(ctx, 1);
+    ck_assert_int_eq(cvy_context_run(ctx, 2, NULL, out, &err), CVY_OK);
+    const double *ms = cvy_context_layer_ms(ctx);
+    ck_assert_ptr_nonnull(ms);
+    for (int i = 0; i < cvy_model_layer_count(model); i++) ck_assert(ms[i] >= 0.0 && ms[i] < 1e4);
     cvy_context_destroy(ctx);
     cvy_context_destroy(NULL);
     cvy_model_free(model);
