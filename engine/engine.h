@@ -27,6 +27,10 @@ struct cvy_model {
     char **labels;
     char hash[17];
     size_t file_size;
+    /* golden self-test from the file (n_golden = 0: none) */
+    int n_golden;
+    float golden_rtol, golden_atol;
+    float *golden_in, *golden_out;
 };
 
 /* CPU features: 1 if the CPU and OS support the ISA's instructions and registers. */

@@ -15,6 +15,8 @@
 #define TENSOR_REC 48
 #define NODE_REC 192
 #define MAX_SECTIONS 16
+#define GOLDEN_HEADER 32
+#define N_SEC_TYPES 6 /* types 1..5 */
 
 static const char MAGIC[8] = {'C', 'V', 'Y', 'M', 'O', 'D', 'E', 'L'};
 
@@ -40,7 +42,8 @@ static const char *const OP_NAMES[OP_COUNT_] = {
     [OP_IDENTITY] = "Identity",
 };
 
-static const char *const SECTION_NAMES[] = {"?", "GRAPH", "WEIGHTS", "PREPROC", "LABELS"};
+static const char *const SECTION_NAMES[N_SEC_TYPES] = {"?",       "GRAPH",  "WEIGHTS",
+                                                        "PREPROC", "LABELS", "GOLDEN"};
 
 const char *fmt_op_name(uint32_t op)
 {
@@ -102,7 +105,8 @@ typedef struct section {
 } section;
 
 /* Reads the section table into secs[type]. */
-static cvy_status parse_table(const uint8_t *b, size_t size, section secs[5], cvy_error *err)
+static cvy_status parse_table(const uint8_t *b, size_t size, section secs[N_SEC_TYPES],
+                              cvy_error *err)
 {
     uint32_t count = rd32(b + 24);
     uint64_t table = rd64(b + 32);
@@ -121,7 +125,7 @@ static cvy_status parse_table(const uint8_t *b, size_t size, section secs[5], cv
         const uint8_t *e = b + table + (uint64_t)i * ENTRY_SIZE;
         uint32_t type = rd32(e), flags = rd32(e + 4), sum = rd32(e + 24);
         uint64_t off = rd64(e + 8), len = rd64(e + 16);
-        if (type < FMT_SEC_GRAPH || type > FMT_SEC_LABELS)
+        if (type < FMT_SEC_GRAPH || type > FMT_SEC_GOLDEN)
             return cvy_fail(err, CVY_ERR_FORMAT, "section table: entry %u has unknown type %u", i,
                             type);
         const char *nm = SECTION_NAMES[type];
@@ -218,6 +222,32 @@ static cvy_status parse_labels(const uint8_t *p, uint64_t len, fmt_model *m, cvy
         return cvy_fail(err, CVY_ERR_FORMAT, "LABELS: %llu trailing bytes",
                         (unsigned long long)(len - pos));
     return CVY_OK;
+}
+
+static cvy_status parse_golden(const uint8_t *p, uint64_t len, fmt_model *m, cvy_error *err)
+{
+    if (len < GOLDEN_HEADER)
+        return cvy_fail(err, CVY_ERR_FORMAT, "section GOLDEN: shorter than its header");
+    uint32_t n = rd32(p), in = rd32(p + 4), out = rd32(p + 8);
+    float rtol = rdf(p + 12), atol = rdf(p + 16);
+    if (n < 1 || n > FMT_MAX_GOLDEN || in < 1 || in > FMT_MAX_DIM || out < 1 ||
+        out > FMT_MAX_DIM)
+        return cvy_fail(err, CVY_ERR_FORMAT, "GOLDEN: %u images of %u -> %u floats out of range",
+                        n, in, out);
+    if (!(rtol >= 0.0f && rtol < 1e30f) || !(atol >= 0.0f && atol < 1e30f))
+        return cvy_fail(err, CVY_ERR_FORMAT, "GOLDEN: tolerances must be finite and >= 0");
+    if (rd32(p + 20) || rd32(p + 24) || rd32(p + 28))
+        return cvy_fail(err, CVY_ERR_FORMAT, "GOLDEN: reserved fields not zero");
+    uint64_t floats = (uint64_t)n * in + (uint64_t)n * out;
+    if (len != GOLDEN_HEADER + floats * 4)
+        return cvy_fail(err, CVY_ERR_FORMAT, "GOLDEN: size %llu, its counts need %llu",
+                        (unsigned long long)len, (unsigned long long)(GOLDEN_HEADER + floats * 4));
+    float *data = malloc(floats * sizeof(float));
+    if (!data) return cvy_fail(err, CVY_ERR_NOMEM, "GOLDEN: out of memory");
+    for (uint64_t i = 0; i < floats; i++) data[i] = rdf(p + GOLDEN_HEADER + 4 * i);
+    int r = fmt_set_golden(m, n, in, data, out, data + (size_t)n * in, rtol, atol);
+    free(data);
+    return r == 0 ? CVY_OK : cvy_fail(err, CVY_ERR_NOMEM, "GOLDEN: out of memory");
 }
 
 static cvy_status parse_tensor(const uint8_t *r, uint32_t i, const section *w, const uint8_t *b,
@@ -365,13 +395,15 @@ cvy_status fmt_parse(const void *buf, size_t size, fmt_model *out, cvy_error *er
     if (fsize != size)
         return cvy_fail(err, CVY_ERR_FORMAT, "file is %zu bytes, header says %llu (truncated?)",
                         size, (unsigned long long)fsize);
-    section secs[5] = {{0}};
+    section secs[N_SEC_TYPES] = {{0}};
     cvy_status s = parse_table(b, size, secs, err);
     if (s == CVY_OK) s = parse_preproc(b + secs[FMT_SEC_PREPROC].off,
                                        secs[FMT_SEC_PREPROC].size, &out->preproc, err);
     if (s == CVY_OK && secs[FMT_SEC_LABELS].present)
         s = parse_labels(b + secs[FMT_SEC_LABELS].off, secs[FMT_SEC_LABELS].size, out, err);
     if (s == CVY_OK) s = parse_graph(b, &secs[FMT_SEC_GRAPH], &secs[FMT_SEC_WEIGHTS], out, err);
+    if (s == CVY_OK && secs[FMT_SEC_GOLDEN].present)
+        s = parse_golden(b + secs[FMT_SEC_GOLDEN].off, secs[FMT_SEC_GOLDEN].size, out, err);
     if (s != CVY_OK) fmt_model_clear(out);
     return s;
 }
@@ -395,14 +427,24 @@ cvy_status fmt_serialize(const fmt_model *m, uint8_t **out, size_t *size, cvy_er
                      (uint64_t)m->n_nodes * NODE_REC;
     uint64_t lsize = 4;
     for (int i = 0; i < m->n_labels; i++) lsize += 4 + strlen(m->labels[i]);
-    int nsec = m->n_labels > 0 ? 4 : 3;
-    uint64_t off[5], len[5] = {0, gsize, wsize, PREPROC_SIZE, lsize};
-    uint64_t pos = cvy_round_up(HEADER_SIZE + (uint64_t)nsec * ENTRY_SIZE, 64);
-    for (int t = 1; t <= nsec; t++) {
-        off[t] = pos;
-        pos = cvy_round_up(pos + len[t], 64);
+    uint64_t gold = m->n_golden
+                        ? GOLDEN_HEADER + 4 * ((uint64_t)m->n_golden * m->golden_in_size +
+                                               (uint64_t)m->n_golden * m->golden_out_size)
+                        : 0;
+    /* the sections present, in type order */
+    int types[N_SEC_TYPES], nsec = 0;
+    uint64_t off[N_SEC_TYPES] = {0}, len[N_SEC_TYPES] = {0, gsize, wsize, PREPROC_SIZE, lsize,
+                                                         gold};
+    for (int t = 1; t < N_SEC_TYPES; t++)
+        if (t <= FMT_SEC_PREPROC || (t == FMT_SEC_LABELS && m->n_labels > 0) ||
+            (t == FMT_SEC_GOLDEN && m->n_golden > 0))
+            types[nsec++] = t;
+    uint64_t pos = cvy_round_up(HEADER_SIZE + (uint64_t)nsec * ENTRY_SIZE, 64), total = 0;
+    for (int i = 0; i < nsec; i++) {
+        off[types[i]] = pos;
+        total = pos + len[types[i]];
+        pos = cvy_round_up(total, 64);
     }
-    uint64_t total = off[nsec] + len[nsec];
     uint8_t *b = calloc(1, total);
     if (!b) return cvy_fail(err, CVY_ERR_NOMEM, "out of memory writing a %llu-byte model",
                             (unsigned long long)total);
@@ -457,8 +499,22 @@ cvy_status fmt_serialize(const fmt_model *m, uint8_t **out, size_t *size, cvy_er
         wrf(p + 36 + 4 * c, pp->std[c]);
     }
 
+    /* GOLDEN */
+    if (m->n_golden) {
+        uint8_t *q = b + off[FMT_SEC_GOLDEN];
+        size_t nin = (size_t)m->n_golden * m->golden_in_size;
+        size_t nout = (size_t)m->n_golden * m->golden_out_size;
+        wr32(q, m->n_golden);
+        wr32(q + 4, m->golden_in_size);
+        wr32(q + 8, m->golden_out_size);
+        wrf(q + 12, m->golden_rtol);
+        wrf(q + 16, m->golden_atol);
+        for (size_t i = 0; i < nin; i++) wrf(q + GOLDEN_HEADER + 4 * i, m->golden_in[i]);
+        for (size_t i = 0; i < nout; i++) wrf(q + GOLDEN_HEADER + 4 * (nin + i), m->golden_out[i]);
+    }
+
     /* LABELS */
-    if (nsec == 4) {
+    if (m->n_labels > 0) {
         uint8_t *l = b + off[FMT_SEC_LABELS];
         wr32(l, (uint32_t)m->n_labels);
         uint64_t lp = 4;
@@ -477,8 +533,9 @@ cvy_status fmt_serialize(const fmt_model *m, uint8_t **out, size_t *size, cvy_er
     wr64(b + 16, total);
     wr32(b + 24, (uint32_t)nsec);
     wr64(b + 32, HEADER_SIZE);
-    for (int t = 1; t <= nsec; t++) {
-        uint8_t *e = b + HEADER_SIZE + (t - 1) * ENTRY_SIZE;
+    for (int i = 0; i < nsec; i++) {
+        uint8_t *e = b + HEADER_SIZE + i * ENTRY_SIZE;
+        int t = types[i];
         wr32(e, (uint32_t)t);
         wr64(e + 8, off[t]);
         wr64(e + 16, len[t]);
@@ -499,6 +556,8 @@ void fmt_model_clear(fmt_model *m)
         if (m->tensors[i].owned) free((void *)m->tensors[i].data);
     for (int i = 0; i < m->n_labels; i++) free(m->labels[i]);
     free(m->labels);
+    free(m->golden_in);
+    free(m->golden_out);
     free(m->tensors);
     free(m->nodes);
     memset(m, 0, sizeof *m);
@@ -573,4 +632,28 @@ int fmt_add_label(fmt_model *m, const char *label)
     c[n] = 0;
     m->labels[m->n_labels] = c;
     return m->n_labels++;
+}
+
+int fmt_set_golden(fmt_model *m, uint32_t n, uint32_t in_size, const float *in,
+                   uint32_t out_size, const float *out, float rtol, float atol)
+{
+    float *gi = malloc((size_t)n * in_size * sizeof(float) + 1);
+    float *go = malloc((size_t)n * out_size * sizeof(float) + 1);
+    if (!gi || !go) {
+        free(gi);
+        free(go);
+        return -1;
+    }
+    memcpy(gi, in, (size_t)n * in_size * sizeof(float));
+    memcpy(go, out, (size_t)n * out_size * sizeof(float));
+    free(m->golden_in);
+    free(m->golden_out);
+    m->golden_in = gi;
+    m->golden_out = go;
+    m->n_golden = n;
+    m->golden_in_size = in_size;
+    m->golden_out_size = out_size;
+    m->golden_rtol = rtol;
+    m->golden_atol = atol;
+    return 0;
 }

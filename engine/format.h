@@ -16,7 +16,14 @@
 #define FMT_MAX_ELEMS (1ull << 31)
 #define FMT_MAX_LABEL 255
 
-enum fmt_section { FMT_SEC_GRAPH = 1, FMT_SEC_WEIGHTS = 2, FMT_SEC_PREPROC = 3, FMT_SEC_LABELS = 4 };
+enum fmt_section {
+    FMT_SEC_GRAPH = 1,
+    FMT_SEC_WEIGHTS = 2,
+    FMT_SEC_PREPROC = 3,
+    FMT_SEC_LABELS = 4,
+    FMT_SEC_GOLDEN = 5
+};
+#define FMT_MAX_GOLDEN 64
 enum fmt_tensor_kind { FMT_ACTIVATION = 0, FMT_WEIGHT = 1 };
 
 /* Operator codes, fixed forever (append only). */
@@ -72,6 +79,11 @@ typedef struct fmt_model {
     cvy_preproc preproc;
     int n_labels;
     char **labels;
+    /* optional self-test: n_golden images (golden_in_size floats each) and the outputs
+     * (golden_out_size floats each) they must give within golden_rtol/golden_atol; owned */
+    uint32_t n_golden, golden_in_size, golden_out_size;
+    float golden_rtol, golden_atol;
+    float *golden_in, *golden_out;
 } fmt_model;
 
 /* Parses and validates the structure of a .cvy buffer (header, table, checksums, records,
@@ -93,6 +105,9 @@ int fmt_add_weight(fmt_model *m, uint32_t ndim, const uint32_t *dims, const floa
 int fmt_add_node(fmt_model *m, uint32_t op, uint32_t n_in, const uint32_t *in, uint32_t out,
                  const int32_t *ia, const float *fa, const char *name);
 int fmt_add_label(fmt_model *m, const char *label);
+/* Copies n golden input/output pairs into m (replacing any); returns 0, or -1 on OOM. */
+int fmt_set_golden(fmt_model *m, uint32_t n, uint32_t in_size, const float *in,
+                   uint32_t out_size, const float *out, float rtol, float atol);
 
 /* Number of elements of a tensor record (product of dims; 1 for ndim 0 weights). */
 uint64_t fmt_tensor_elems(const fmt_tensor *t);

@@ -51,17 +51,28 @@ static cvy_status load_buffer(cvy_engine *e, const uint8_t *buf, size_t size, cv
         if (fm.n_labels > 0 && (size_t)fm.n_labels != m->out_size)
             s = cvy_fail(err, CVY_ERR_FORMAT, "LABELS: %d labels for %zu outputs", fm.n_labels,
                          m->out_size);
+        if (s == CVY_OK && fm.n_golden &&
+            (fm.golden_in_size != m->in_size || fm.golden_out_size != m->out_size))
+            s = cvy_fail(err, CVY_ERR_FORMAT,
+                         "GOLDEN: images of %u -> %u floats, the model takes %zu -> %zu",
+                         fm.golden_in_size, fm.golden_out_size, m->in_size, m->out_size);
     }
     if (s != CVY_OK) {
         fmt_model_clear(&fm);
         cvy_model_free(m);
         return s;
     }
-    /* take the labels over from the parse result */
+    /* take the labels and golden data over from the parse result */
     m->labels = fm.labels;
     m->n_labels = fm.n_labels;
     fm.labels = NULL;
     fm.n_labels = 0;
+    m->n_golden = (int)fm.n_golden;
+    m->golden_rtol = fm.golden_rtol;
+    m->golden_atol = fm.golden_atol;
+    m->golden_in = fm.golden_in;
+    m->golden_out = fm.golden_out;
+    fm.golden_in = fm.golden_out = NULL;
     fmt_model_clear(&fm);
     snprintf(m->hash, sizeof m->hash, "%016llx", (unsigned long long)cvy_hash64(buf, size));
     m->file_size = size;
@@ -133,7 +144,34 @@ void cvy_model_free(cvy_model *m)
     plan_free(&m->plan);
     for (int i = 0; i < m->n_labels; i++) free(m->labels[i]);
     free(m->labels);
+    free(m->golden_in);
+    free(m->golden_out);
     free(m);
+}
+
+cvy_status cvy_model_self_test(const cvy_model *m, int *images, cvy_error *err)
+{
+    if (images) *images = 0;
+    if (!m) return cvy_fail(err, CVY_ERR_ARG, "self-test: NULL model");
+    if (m->n_golden == 0) return CVY_OK;
+    cvy_context *c = NULL;
+    float *out = malloc((size_t)m->n_golden * m->out_size * sizeof(float));
+    cvy_status s = out ? cvy_context_create(m, m->n_golden, &c, err)
+                       : cvy_fail(err, CVY_ERR_NOMEM, "self-test: out of memory");
+    if (s == CVY_OK) s = cvy_context_run(c, m->n_golden, m->golden_in, out, err);
+    for (size_t i = 0; s == CVY_OK && i < (size_t)m->n_golden * m->out_size; i++) {
+        double want = m->golden_out[i], got = out[i];
+        if (!(fabs(got - want) <= m->golden_atol + m->golden_rtol * fabs(want)))
+            s = cvy_fail(err, CVY_ERR_MISMATCH,
+                         "self-test: image %zu output %zu is %.9g, the file says %.9g "
+                         "(rtol %g, atol %g)",
+                         i / m->out_size, i % m->out_size, got, want, m->golden_rtol,
+                         m->golden_atol);
+    }
+    cvy_context_destroy(c);
+    free(out);
+    if (s == CVY_OK && images) *images = m->n_golden;
+    return s;
 }
 
 void cvy_model_input_shape(const cvy_model *m, int *c, int *h, int *w)

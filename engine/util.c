@@ -21,6 +21,7 @@ const char *cvy_status_str(cvy_status s)
     case CVY_ERR_IMAGE: return "invalid image";
     case CVY_ERR_LIMIT: return "limit exceeded";
     case CVY_ERR_INTERNAL: return "internal error";
+    case CVY_ERR_MISMATCH: return "self-test mismatch";
     }
     return "unknown status";
 }

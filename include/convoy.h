@@ -56,6 +56,7 @@ typedef enum cvy_status {
     CVY_ERR_IMAGE = -9,       /* the image is corrupt or of an unsupported format */
     CVY_ERR_LIMIT = -10,      /* the image exceeds a configured limit (pixels) */
     CVY_ERR_INTERNAL = -11,   /* a broken invariant: a bug in convoy */
+    CVY_ERR_MISMATCH = -12,   /* the model's golden self-test gave other outputs */
 } cvy_status;
 
 /* Short constant name of a status ("ok", "format", ...). Never NULL. Thread-safe. */
@@ -137,6 +138,13 @@ const char *cvy_model_hash(const cvy_model *m);
 size_t cvy_model_param_count(const cvy_model *m);
 double cvy_model_flops(const cvy_model *m); /* floating-point operations per image */
 size_t cvy_model_file_size(const cvy_model *m);
+
+/* Golden self-test: runs the inputs the model file carries (its optional GOLDEN section) and
+ * compares the outputs with the ones stored beside them, within the stored tolerances.
+ * *images (may be NULL) receives how many were checked, 0 when the file carries none.
+ * Returns CVY_OK, or CVY_ERR_MISMATCH naming the first value that differs. Creates and
+ * frees its own context (allocates); thread-safe. */
+cvy_status cvy_model_self_test(const cvy_model *m, int *images, cvy_error *err);
 
 /* One step of the plan (after fusion), for `convoy inspect`. Strings live as long as m. */
 typedef struct cvy_layer_info {

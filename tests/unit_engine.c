@@ -414,6 +414,78 @@ START_TEST(topk_softmaxes_logits)
 }
 END_TEST
 
+/* A model carrying its own outputs as golden data passes its self-test; a changed golden
+ * value fails it with CVY_ERR_MISMATCH, and golden data of the wrong size fails the load. */
+START_TEST(golden_self_test)
+{
+    for (int variant = 0; variant < 3; variant++) {
+        fmt_model m;
+        tm_seed(1000);
+        uint32_t out = build_net(&m, 0);
+        m.output = out;
+        float in[3 * 3 * 17 * 15], want[3 * 10];
+        tm_fill(in, sizeof in / 4);
+        { /* the model's own outputs, from a copy of the same graph */
+            fmt_model copy;
+            tm_seed(1000);
+            cvy_model *ref = tm_load(eng_opt, &copy, build_net(&copy, 0));
+            float *o = tm_run(ref, 3, in);
+            memcpy(want, o, sizeof want);
+            free(o);
+            cvy_model_free(ref);
+        }
+        if (variant == 1) want[17] += 0.01f;
+        ck_assert_int_eq(fmt_set_golden(&m, 3, variant == 2 ? 7 : 3 * 17 * 15, in, 10, want,
+                                        1e-5f, 1e-6f),
+                         0);
+        uint8_t *buf;
+        size_t size;
+        ck_assert_int_eq(fmt_serialize(&m, &buf, &size, NULL), CVY_OK);
+        fmt_model_clear(&m);
+        cvy_model *model = NULL;
+        cvy_error err;
+        cvy_status s = cvy_model_load_memory(eng_opt, buf, size, &model, &err);
+        free(buf);
+        if (variant == 2) {
+            ck_assert_int_eq(s, CVY_ERR_FORMAT);
+            ck_assert_ptr_nonnull(strstr(err.msg, "GOLDEN"));
+            continue;
+        }
+        ck_assert_int_eq(s, CVY_OK);
+        int n = -1;
+        s = cvy_model_self_test(model, &n, &err);
+        if (variant == 0) {
+            ck_assert_msg(s == CVY_OK, "%s", err.msg);
+            ck_assert_int_eq(n, 3);
+        } else {
+            ck_assert_int_eq(s, CVY_ERR_MISMATCH);
+            ck_assert_ptr_nonnull(strstr(err.msg, "image 1 output 7"));
+            ck_assert_int_eq(n, 0);
+        }
+        cvy_model_free(model);
+    }
+}
+END_TEST
+
+/* The shipped model carries torch's outputs for four test images: every ISA reproduces them. */
+START_TEST(default_model_passes_its_self_test)
+{
+    cvy_engine *engines[3] = {eng_ref, eng_opt, eng_avx2};
+    for (int e = 0; e < 3; e++) {
+        cvy_model *m = NULL;
+        cvy_error err;
+        ck_assert_msg(cvy_model_load_file(engines[e], "models/fashion-mnist.cvy", &m, &err) ==
+                          CVY_OK,
+                      "%s", err.msg);
+        int n = 0;
+        ck_assert_msg(cvy_model_self_test(m, &n, &err) == CVY_OK, "%s: %s",
+                      cvy_engine_isa(engines[e]), err.msg);
+        ck_assert_int_eq(n, 4);
+        cvy_model_free(m);
+    }
+}
+END_TEST
+
 START_TEST(bad_graph_semantics_are_named)
 {
     cvy_error err;
@@ -484,6 +556,8 @@ Suite *engine_suite(void)
     tcase_add_test(tc, context_and_queries);
     tcase_add_test(tc, topk_softmaxes_logits);
     tcase_add_test(tc, bad_graph_semantics_are_named);
+    tcase_add_test(tc, golden_self_test);
+    tcase_add_test(tc, default_model_passes_its_self_test);
     suite_add_tcase(s, tc);
     return s;
 }

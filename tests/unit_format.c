@@ -30,6 +30,10 @@ static void small_model(fmt_model *m)
     fmt_add_label(m, "cat");
     fmt_add_label(m, "dog");
     fmt_add_label(m, "ship");
+    float g_in[2 * 64], g_out[2 * 3];
+    tm_fill(g_in, 2 * 64);
+    tm_fill(g_out, 2 * 3);
+    fmt_set_golden(m, 2, 64, g_in, 3, g_out, 1e-4f, 1e-5f);
 }
 
 static uint8_t *small_file(size_t *size)
@@ -108,6 +112,10 @@ START_TEST(round_trip)
     ck_assert_uint_eq(a.output, b.output);
     ck_assert_uint_eq(b.output_kind, 1);
     ck_assert_int_eq(b.n_labels, 3);
+    ck_assert_uint_eq(b.n_golden, 2);
+    ck_assert_uint_eq(b.golden_in_size, 64);
+    ck_assert_mem_eq(a.golden_out, b.golden_out, 6 * sizeof(float));
+    ck_assert_float_eq(b.golden_rtol, 1e-4f);
     ck_assert_str_eq(b.labels[2], "ship");
     ck_assert_int_eq(b.preproc.width, 8);
     for (uint32_t t = 0; t < a.n_tensors; t++) {
@@ -159,9 +167,9 @@ START_TEST(bit_flips_in_every_section)
 {
     size_t size;
     uint8_t *b = small_file(&size);
-    static const char *names[] = {"", "GRAPH", "WEIGHTS", "PREPROC", "LABELS"};
+    static const char *names[] = {"", "GRAPH", "WEIGHTS", "PREPROC", "LABELS", "GOLDEN"};
     cvy_error err;
-    for (uint32_t t = 1; t <= 4; t++) {
+    for (uint32_t t = 1; t <= 5; t++) {
         uint64_t off, len;
         section(b, t, &off, &len);
         for (uint64_t pos = off; pos < off + len; pos += len / 7 + 1) {
@@ -177,8 +185,8 @@ START_TEST(bit_flips_in_every_section)
         b[pos] ^= (uint8_t)(1u << (pos % 8));
         cvy_status s = load(b, size, &err);
         if (s == CVY_OK) { /* only alignment padding between sections may be ignored */
-            int inside = pos < 64 + 32 * 4;
-            for (uint32_t t = 1; t <= 4; t++) {
+            int inside = pos < 64 + 32 * 5;
+            for (uint32_t t = 1; t <= 5; t++) {
                 uint64_t off, len;
                 section(b, t, &off, &len);
                 inside |= pos >= off && pos < off + len;
@@ -202,7 +210,7 @@ START_TEST(truncation_everywhere)
         ck_assert_msg(s == CVY_ERR_FORMAT, "cut at %zu gave %d", cut, s);
         ck_assert_msg(strlen(err.msg) > 0, "no message");
     }
-    for (uint32_t t = 1; t <= 4; t++) {
+    for (uint32_t t = 1; t <= 5; t++) {
         uint64_t off, len;
         section(b, t, &off, &len);
         ck_assert_int_eq(load(b, off, &err), CVY_ERR_FORMAT);
@@ -287,6 +295,15 @@ START_TEST(hostile_sections)
     ck_assert_int_eq(load(b, size, &err), CVY_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(err.msg, "PREPROC"));
     memcpy(b + off, keep, 64);
+    /* GOLDEN: counts that do not match its size, or the model */
+    section(b, 5, &off, &len);
+    wr32(b + off, 3);
+    refresh_crcs(b);
+    ck_assert_int_eq(load(b, size, &err), CVY_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "GOLDEN"));
+    wr32(b + off, 2);
+    refresh_crcs(b);
+    ck_assert_int_eq(load(b, size, &err), CVY_OK);
     /* LABELS: a length past the end */
     section(b, 4, &off, &len);
     wr32(b + off + 4, 1000);

@@ -25,7 +25,7 @@ VERSION = 1
 ALIGN = 64
 HEADER_SIZE = 64                                  # the section table follows it
 
-SECTION_GRAPH, SECTION_WEIGHTS, SECTION_PREPROC, SECTION_LABELS = 1, 2, 3, 4
+SECTION_GRAPH, SECTION_WEIGHTS, SECTION_PREPROC, SECTION_LABELS, SECTION_GOLDEN = 1, 2, 3, 4, 5
 KIND_ACTIVATION, KIND_WEIGHT = 0, 1
 OUTPUT_LOGITS, OUTPUT_PROBABILITIES = 0, 1
 COLOR_GRAY, COLOR_RGB, COLOR_BGR = 0, 1, 2
@@ -47,6 +47,7 @@ GRAPH_HEADER = struct.Struct("<IIIII12x")         # 32 bytes
 TENSOR = struct.Struct("<II4IQQ8x")               # 48 bytes
 NODE = struct.Struct("<II6II16i8f60s")            # 192 bytes
 PREPROC = struct.Struct("<IIIIIf3f3f16x")         # 64 bytes
+GOLDEN = struct.Struct("<IIIff12x")                # 32 bytes, then the float32 data
 
 
 def _align(n):
@@ -75,6 +76,7 @@ class Builder:
         self.output = None
         self.output_kind = OUTPUT_LOGITS
         self.labels = None         # list of str, or None for no LABELS section
+        self.golden = None         # (inputs [n, C, H, W], outputs [n, K], rtol, atol) or None
         self.preproc = dict(width=0, height=0, color=COLOR_GRAY, resize=RESIZE_STRETCH,
                             resize_shorter=0, scale=1.0, mean=(0.0, 0.0, 0.0),
                             std=(1.0, 1.0, 1.0))
@@ -151,6 +153,16 @@ class Builder:
             out += struct.pack("<I", len(encoded)) + encoded
         return bytes(out)
 
+    # Serializes the optional GOLDEN section: self-test inputs and the outputs they must give.
+    def _golden_bytes(self):
+        inputs, outputs, rtol, atol = self.golden
+        inputs = np.ascontiguousarray(inputs, dtype="<f4").reshape(len(inputs), -1)
+        outputs = np.ascontiguousarray(outputs, dtype="<f4").reshape(len(outputs), -1)
+        if len(inputs) != len(outputs) or not 1 <= len(inputs) <= 64:
+            raise ValueError("golden: 1..64 inputs with one output each")
+        head = GOLDEN.pack(len(inputs), inputs.shape[1], outputs.shape[1], rtol, atol)
+        return head + inputs.tobytes() + outputs.tobytes()
+
     # Lays out header, section table and 64-byte aligned sections; returns the file bytes.
     def to_bytes(self):
         sections = [(SECTION_GRAPH, self._graph_bytes()),
@@ -158,6 +170,8 @@ class Builder:
                     (SECTION_PREPROC, self._preproc_bytes())]
         if self.labels is not None:
             sections.append((SECTION_LABELS, self._labels_bytes()))
+        if self.golden is not None:
+            sections.append((SECTION_GOLDEN, self._golden_bytes()))
 
         table_end = HEADER_SIZE + SECTION.size * len(sections)
         body, entries, pos = bytearray(), [], _align(table_end)
@@ -180,7 +194,8 @@ class Builder:
 
 # Parses and CRC-checks a .cvy file. Returns a dict with "file_size", "sections"
 # {type: (offset, size)}, "input", "output", "output_kind", "tensors" (weights carry a
-# numpy "data" array), "nodes", "preproc" and "labels" (None without a LABELS section).
+# numpy "data" array), "nodes", "preproc", "labels" (None without a LABELS section) and
+# "golden" ((inputs, outputs, rtol, atol), or None without a GOLDEN section).
 def read(path):
     with open(path, "rb") as f:
         data = f.read()
@@ -238,5 +253,14 @@ def read(path):
             labels.append(data[pos + 4:pos + 4 + length].decode("utf-8"))
             pos += 4 + length
 
+    golden = None
+    if SECTION_GOLDEN in sections:
+        pos = sections[SECTION_GOLDEN][0]
+        n, n_in, n_out, rtol, atol = GOLDEN.unpack_from(data, pos)
+        values = np.frombuffer(data, dtype="<f4", count=n * (n_in + n_out), offset=pos + GOLDEN.size)
+        golden = (values[:n * n_in].reshape(n, n_in), values[n * n_in:].reshape(n, n_out),
+                  rtol, atol)
+
     return dict(file_size=len(data), sections=sections, input=inp, output=outp,
-                output_kind=kind, tensors=tensors, nodes=nodes, preproc=preproc, labels=labels)
+                output_kind=kind, tensors=tensors, nodes=nodes, preproc=preproc, labels=labels,
+                golden=golden)

@@ -39,6 +39,7 @@ SCALE = np.float32(1 / 255)
 MEAN = np.float32(0.2860)
 STD = np.float32(0.3530)
 SEED = 20260101
+GOLDEN_IMAGES = 4  # test images whose torch outputs the .cvy carries as its self-test
 BATCH = 128
 LR = 1e-3
 N_GOLDEN = 16
@@ -117,8 +118,9 @@ def predict(net, x):
                           for i in range(0, len(x), 1000)]).numpy()
 
 
-# Builds the .cvy graph from the trained weights and writes it; returns the file size.
-def export_cvy(net, path):
+# Builds the .cvy graph from the trained weights and writes it, with golden self-test data:
+# the first images of golden_x and torch's outputs for them. Returns the file size.
+def export_cvy(net, path, golden_x):
     b = cvy.Builder()
     x = b.add_activation((1, 28, 28))
     b.set_input(x)
@@ -150,6 +152,7 @@ def export_cvy(net, path):
     b.set_output(x, cvy.OUTPUT_PROBABILITIES)
 
     b.labels = LABELS
+    b.golden = (golden_x, predict(net, golden_x), 1e-4, 1e-5)
     b.preproc.update(width=28, height=28, color=cvy.COLOR_GRAY, resize=cvy.RESIZE_STRETCH,
                      scale=float(SCALE), mean=(float(MEAN), 0.0, 0.0),
                      std=(float(STD), 1.0, 1.0))
@@ -236,6 +239,9 @@ def main():
                     help="directory for the golden test data (default tests/data)")
     ap.add_argument("--export-only", action="store_true",
                     help="load the weights from --out and only export --onnx, no training")
+    ap.add_argument("--rewrite-cvy", action="store_true",
+                    help="with --export-only: also rewrite --out from its own weights (to "
+                         "pick up format additions such as the golden self-test)")
     args = ap.parse_args()
 
     torch.manual_seed(SEED)
@@ -244,10 +250,15 @@ def main():
     net = Net()
 
     if args.export_only:
-        if not args.onnx:
-            ap.error("--export-only needs --onnx")
+        if not args.onnx and not args.rewrite_cvy:
+            ap.error("--export-only needs --onnx or --rewrite-cvy")
         load_cvy(net, args.out)
-        export_onnx(net, args.onnx)
+        if args.rewrite_cvy:
+            test_x = preprocess(load_idx("t10k-images-idx3-ubyte.gz"))
+            export_cvy(net, args.out, test_x[:GOLDEN_IMAGES])
+            check_cvy(net, args.out, test_x[:256])
+        if args.onnx:
+            export_onnx(net, args.onnx)
         return
 
     train_x = preprocess(load_idx("train-images-idx3-ubyte.gz"))
@@ -263,7 +274,7 @@ def main():
     print(f"torch test accuracy {accuracy:.4f}")
 
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    export_cvy(net, args.out)
+    export_cvy(net, args.out, test_x[:GOLDEN_IMAGES])
     check_cvy(net, args.out, test_x[:256])
     write_test_data(args.tests_data, test_images, test_y, test_x, probs, accuracy)
     if args.onnx:
