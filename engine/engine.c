@@ -36,7 +36,7 @@ int cvy_cpu_has(cvy_isa isa)
 
 cvy_engine_params cvy_engine_default_params(void)
 {
-    return (cvy_engine_params){.threads = 0, .isa = CVY_ISA_AUTO};
+    return (cvy_engine_params){.threads = 0, .isa = CVY_ISA_AUTO, .winograd = 1};
 }
 
 /* The ISA asked for, capped by CONVOY_ISA and by the CPU. */
@@ -67,6 +67,7 @@ cvy_status cvy_engine_create(const cvy_engine_params *p, cvy_engine **out, cvy_e
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     e->threads = p->threads > 0 ? p->threads : (cores > 0 ? (int)cores : 1);
     e->isa = pick_isa(p->isa);
+    e->winograd = p->winograd != 0;
     e->kern = e->isa == CVY_ISA_AVX512 ? cvy_kernels_avx512()
               : e->isa == CVY_ISA_AVX2 ? cvy_kernels_avx2()
                                        : cvy_kernels_ref();

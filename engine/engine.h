@@ -12,6 +12,7 @@
 struct cvy_engine {
     int threads;
     cvy_isa isa; /* what the kernels use */
+    int winograd;
     const cvy_kernels *kern;
     cvy_pool *pool;
 };

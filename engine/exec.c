@@ -9,6 +9,7 @@
 
 #include "engine.h"
 #include "util.h"
+#include "winograd.h"
 
 #define PARALLEL_MIN_FLOPS 2e5 /* steps smaller than this run on the calling thread alone */
 
@@ -179,6 +180,42 @@ static void conv_gemm_task(void *arg, int task, int thread)
                    (size_t)cols, &s->act);
 }
 
+/* One (image, chunk of tiles, output-channel part) of a Winograd conv: input transform of
+ * the chunk's tiles for every input channel, 36 GEMMs, output transform with bias, residual
+ * and activation. Scratch: V (36 x C_in x WINO_CHUNK), then M (36 x part x WINO_CHUNK). */
+static void wino_task(void *arg, int task, int thread)
+{
+    const job *j = arg;
+    const step *s = j->s;
+    const conv_geom *g = &s->g;
+    const cvy_kernels *kern = j->c->m->plan.kern;
+    int img = task / s->tasks, r = task % s->tasks, chunk = r / s->splits, part = r % s->splits;
+    int tw = (g->w_out + 3) / 4, tiles = ((g->h_out + 3) / 4) * tw;
+    int t0 = chunk * WINO_CHUNK, t1 = t0 + WINO_CHUNK < tiles ? t0 + WINO_CHUNK : tiles;
+    int nt = t1 - t0, cin = g->c_in, cout = g->c_out, mr = kern->gemm_mr;
+    /* output channels [o0, o1): parts start on a packed panel boundary */
+    int ocs = (cout + s->splits - 1) / s->splits;
+    ocs = (ocs + mr - 1) / mr * mr;
+    int o0 = part * ocs, o1 = o0 + ocs < cout ? o0 + ocs : cout;
+    const float *x = j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]);
+    float *y = j->c->ptr[s->out] + img * vsize(j, s->out);
+    const float *res = s->residual >= 0 ? j->c->ptr[s->residual] + img * vsize(j, s->residual)
+                                        : NULL;
+    float *v = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
+    float *mm = v + (size_t)WINO_POS * cin * WINO_CHUNK;
+    kern->wino_input(x, cin, g->h_in, g->w_in, g->pt, g->pl, tw, t0, t1, v, WINO_CHUNK);
+    size_t per = kern->gemm_packed_size(cout, cin);
+    const float *u = W(j, s->w_off) + (size_t)(o0 / mr) * mr * cin;
+    act_params none = {ACT_NONE, 0, 0};
+    for (int q = 0; q < WINO_POS; q++) {
+        gemm_b bs = {v + (size_t)q * cin * WINO_CHUNK, WINO_CHUNK, NULL, 0, 0};
+        kern->gemm(u + (size_t)q * per, o1 - o0, cin, &bs, 0, nt,
+                   mm + (size_t)q * ocs * WINO_CHUNK, WINO_CHUNK, NULL, NULL, 0, &none);
+    }
+    kern->wino_output(mm, (size_t)ocs, WINO_CHUNK, o0, o1, t0, t1, tw, g->h_out, g->w_out,
+                      W(j, s->b_off), res, y, &s->act);
+}
+
 static void conv_ref_task(void *arg, int img, int thread)
 {
     (void)thread;
@@ -311,6 +348,7 @@ static void run_step(cvy_context *c, const step *s, int n)
     switch (s->kind) {
     case S_CONV_GEMM: cvy_pool_run(pool, n * s->tasks, threads, conv_gemm_task, &j); break;
     case S_CONV_REF: cvy_pool_run(pool, n, threads, conv_ref_task, &j); break;
+    case S_CONV_WINO: cvy_pool_run(pool, n * s->tasks, threads, wino_task, &j); break;
     case S_CONV_DW:
     case S_MAXPOOL:
     case S_AVGPOOL: cvy_pool_run(pool, n * s->tasks, threads, channel_task, &j); break;

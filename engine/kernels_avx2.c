@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "winograd.h"
 
 /* exp(x) for 8 floats, Cephes-style range reduction and polynomial, about 2 ulp. */
 static inline __m256 exp8(__m256 x)
@@ -451,6 +452,8 @@ static const cvy_kernels AVX2 = {
     .binary_chan = avx2_binary_chan,
     .fc = avx2_fc,
     .im2col = avx2_im2col,
+    .wino_input = wino_input_tiles,
+    .wino_output = wino_output_tiles,
 };
 
 const cvy_kernels *cvy_kernels_avx2(void) { return &AVX2; }

@@ -277,6 +277,131 @@ static void depthwise(const float *x, const float *w, const float *bias, float *
     }
 }
 
+/* ---- Winograd F(4,3) input transform, 16 tiles at a time -------------------------------- */
+
+/* o = B^T d on 16 lanes: the scalar formulas of winograd.c, operation for operation. */
+static inline void bt16(const __m512 d[6], __m512 o[6])
+{
+    const __m512 c4 = _mm512_set1_ps(4.0f), c5 = _mm512_set1_ps(5.0f), c2 = _mm512_set1_ps(2.0f);
+    const __m512 m4 = _mm512_set1_ps(-4.0f), m2 = _mm512_set1_ps(-2.0f);
+    o[0] = _mm512_add_ps(_mm512_sub_ps(_mm512_mul_ps(c4, d[0]), _mm512_mul_ps(c5, d[2])), d[4]);
+    o[1] = _mm512_add_ps(
+        _mm512_add_ps(_mm512_sub_ps(_mm512_mul_ps(m4, d[1]), _mm512_mul_ps(c4, d[2])), d[3]), d[4]);
+    o[2] = _mm512_add_ps(
+        _mm512_sub_ps(_mm512_sub_ps(_mm512_mul_ps(c4, d[1]), _mm512_mul_ps(c4, d[2])), d[3]), d[4]);
+    o[3] = _mm512_add_ps(
+        _mm512_add_ps(_mm512_sub_ps(_mm512_mul_ps(m2, d[1]), d[2]), _mm512_mul_ps(c2, d[3])), d[4]);
+    o[4] = _mm512_add_ps(
+        _mm512_sub_ps(_mm512_sub_ps(_mm512_mul_ps(c2, d[1]), d[2]), _mm512_mul_ps(c2, d[3])), d[4]);
+    o[5] = _mm512_add_ps(_mm512_sub_ps(_mm512_mul_ps(c4, d[1]), _mm512_mul_ps(c5, d[3])), d[5]);
+}
+
+/* Groups of 16 tiles: per lane, the input offset of the tile's corner and which of its 36
+ * cells lie inside the image; then per channel 36 masked gathers and the transform. */
+static void wino_input16(const float *x, int cin, int h, int w, int pt, int pl, int tw, int t0,
+                         int t1, float *v, size_t ldv)
+{
+    for (int g0 = t0; g0 < t1; g0 += 16) {
+        int n = t1 - g0 < 16 ? t1 - g0 : 16;
+        int32_t base[16];
+        uint32_t ok[36];
+        for (int q = 0; q < 36; q++) ok[q] = 0;
+        for (int l = 0; l < 16; l++) {
+            int t = g0 + (l < n ? l : n - 1), y0 = t / tw * 4 - pt, x0 = t % tw * 4 - pl;
+            base[l] = y0 * w + x0;
+            for (int r = 0; r < 6; r++)
+                for (int c = 0; c < 6; c++)
+                    if (l < n && y0 + r >= 0 && y0 + r < h && x0 + c >= 0 && x0 + c < w)
+                        ok[r * 6 + c] |= 1u << l;
+        }
+        __m512i vbase = _mm512_loadu_si512(base);
+        for (int ic = 0; ic < cin; ic++) {
+            const float *xc = x + (size_t)ic * h * w;
+            __m512 d[6][6], t[6][6];
+            for (int r = 0; r < 6; r++)
+                for (int c = 0; c < 6; c++) {
+                    __m512i idx = _mm512_add_epi32(vbase, _mm512_set1_epi32(r * w + c));
+                    d[r][c] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(),
+                                                       (__mmask16)ok[r * 6 + c], idx, xc, 4);
+                }
+            for (int c = 0; c < 6; c++) {
+                __m512 col[6] = {d[0][c], d[1][c], d[2][c], d[3][c], d[4][c], d[5][c]}, o[6];
+                bt16(col, o);
+                for (int r = 0; r < 6; r++) t[r][c] = o[r];
+            }
+            __mmask16 store = cols_mask(n);
+            for (int r = 0; r < 6; r++) {
+                __m512 o[6];
+                bt16(t[r], o);
+                for (int c = 0; c < 6; c++)
+                    _mm512_mask_storeu_ps(v + ((size_t)(r * 6 + c) * cin + ic) * ldv + (g0 - t0),
+                                          store, o[c]);
+            }
+        }
+    }
+}
+
+/* o = A^T m on 16 lanes, operation for operation as winograd.c. */
+static inline void at16(const __m512 m[6], __m512 o[4])
+{
+    __m512 a = _mm512_add_ps(m[1], m[2]), b = _mm512_sub_ps(m[1], m[2]);
+    __m512 c = _mm512_add_ps(m[3], m[4]), d = _mm512_sub_ps(m[3], m[4]);
+    o[0] = _mm512_add_ps(_mm512_add_ps(m[0], a), c);
+    o[1] = _mm512_add_ps(b, _mm512_mul_ps(_mm512_set1_ps(2.0f), d));
+    o[2] = _mm512_add_ps(a, _mm512_mul_ps(_mm512_set1_ps(4.0f), c));
+    o[3] = _mm512_add_ps(_mm512_add_ps(b, _mm512_mul_ps(_mm512_set1_ps(8.0f), d)), m[5]);
+}
+
+/* 16 tiles per step: contiguous loads of the 36 values, the transform on vectors, then the
+ * 16 cells of each tile scattered to the output (masked at the image border). */
+static void wino_output16(const float *m, size_t ocs, size_t ldm, int o0, int o1, int t0,
+                          int t1, int tw, int h_out, int w_out, const float *bias,
+                          const float *res, float *y, const act_params *act)
+{
+    size_t cols = (size_t)h_out * w_out;
+    for (int g0 = t0; g0 < t1; g0 += 16) {
+        int n = t1 - g0 < 16 ? t1 - g0 : 16;
+        int32_t base[16];
+        uint32_t ok[16] = {0};
+        for (int l = 0; l < 16; l++) {
+            int t = g0 + (l < n ? l : n - 1), oy = t / tw * 4, ox = t % tw * 4;
+            base[l] = oy * w_out + ox;
+            for (int a = 0; a < 4; a++)
+                for (int b = 0; b < 4; b++)
+                    if (l < n && oy + a < h_out && ox + b < w_out) ok[a * 4 + b] |= 1u << l;
+        }
+        __m512i vbase = _mm512_loadu_si512(base);
+        __mmask16 live = cols_mask(n);
+        for (int oc = o0; oc < o1; oc++) {
+            const float *mo = m + (size_t)(oc - o0) * ldm + (g0 - t0);
+            __m512 t[4][6];
+            for (int c = 0; c < 6; c++) {
+                __m512 col[6], o[4];
+                for (int r = 0; r < 6; r++)
+                    col[r] = _mm512_maskz_loadu_ps(live, mo + (size_t)(r * 6 + c) * ocs * ldm);
+                at16(col, o);
+                for (int r = 0; r < 4; r++) t[r][c] = o[r];
+            }
+            __m512 vb = _mm512_set1_ps(bias[oc]);
+            float *yo = y + (size_t)oc * cols;
+            const float *ro = res ? res + (size_t)oc * cols : NULL;
+            for (int a = 0; a < 4; a++) {
+                __m512 out[4];
+                at16(t[a], out);
+                for (int b = 0; b < 4; b++) {
+                    __mmask16 k = (__mmask16)ok[a * 4 + b];
+                    __m512i idx = _mm512_add_epi32(vbase, _mm512_set1_epi32(a * w_out + b));
+                    __m512 val = _mm512_add_ps(out[b], vb);
+                    if (ro)
+                        val = _mm512_add_ps(
+                            val, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, ro, 4));
+                    _mm512_mask_i32scatter_ps(yo, k, idx, act16(val, act), 4);
+                }
+            }
+        }
+    }
+}
+
 static cvy_kernels AVX512;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -290,6 +415,8 @@ static void init(void)
     AVX512.gemm = gemm;
     AVX512.fc = fc;
     AVX512.depthwise = depthwise;
+    AVX512.wino_input = wino_input16;
+    AVX512.wino_output = wino_output16;
 }
 
 const cvy_kernels *cvy_kernels_avx512(void)

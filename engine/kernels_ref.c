@@ -1,6 +1,7 @@
 /* kernels_ref.c - plain C reference kernels. Straightforward loops in the order the maths
  * reads; the whole project builds with -ffp-contract=off, so no FMA sneaks in here. */
 #include "kernels.h"
+#include "winograd.h"
 
 #include <float.h>
 #include <math.h>
@@ -263,6 +264,8 @@ static const cvy_kernels REF = {
     .binary_chan = ref_binary_chan,
     .fc = ref_fc,
     .im2col = cvy_im2col,
+    .wino_input = wino_input_tiles,
+    .wino_output = wino_output_tiles,
 };
 
 const cvy_kernels *cvy_kernels_ref(void) { return &REF; }

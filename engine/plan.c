@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "util.h"
+#include "winograd.h"
 
 typedef struct builder {
     const fmt_model *fm;
@@ -372,12 +373,19 @@ static cvy_status plan_conv(builder *b, int i)
                     g.pb == 0 && g.pr == 0;
     step_kind kind = !b->p->use_blas ? S_CONV_REF : dw ? S_CONV_DW : S_CONV_GEMM;
     int own = kind == S_CONV_GEMM && b->p->kern->gemm != NULL; /* own GEMM, else OpenBLAS */
-    int implicit = own && !pointwise && g.sh == 1 && g.sw == 1;
-    const char *algo = kind == S_CONV_REF  ? "direct-ref"
-                       : kind == S_CONV_DW ? "depthwise"
-                       : pointwise         ? (own ? "1x1-gemm" : "1x1-sgemm")
-                       : implicit          ? "padded+gemm"
-                                           : (own ? "im2col+gemm" : "im2col+sgemm");
+    /* Winograd where it pays: enough channels for the transforms to amortise, enough tiles
+     * for the GEMMs to fill their columns */
+    int wino = own && b->p->winograd && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 &&
+               g.dh == 1 && g.dw == 1 && g.group == 1 && g.c_in >= 16 && g.c_out >= 16 &&
+               g.h_out >= 8 && g.w_out >= 8;
+    if (wino) kind = S_CONV_WINO;
+    int implicit = own && !wino && !pointwise && g.sh == 1 && g.sw == 1;
+    const char *algo = kind == S_CONV_REF    ? "direct-ref"
+                       : kind == S_CONV_DW   ? "depthwise"
+                       : kind == S_CONV_WINO ? "winograd-f43"
+                       : pointwise           ? (own ? "1x1-gemm" : "1x1-sgemm")
+                       : implicit            ? "padded+gemm"
+                                             : (own ? "im2col+gemm" : "im2col+sgemm");
     step *st = new_step(b, i, kind, algo);
     if (!st) {
         free(w);
@@ -402,7 +410,22 @@ static cvy_status plan_conv(builder *b, int i)
         set_shape(val(b, b->fm->nodes[c].out), 3, dims);
         st->out = (int)b->fm->nodes[c].out;
     }
-    if (own) { /* pre-pack each group's rows into the kernel's panels */
+    if (wino) { /* U = G g G^T per (oc, ic), one packed OC x IC matrix per position */
+        size_t per = b->p->kern->gemm_packed_size(g.c_out, g.c_in);
+        float *u = malloc((size_t)WINO_POS * g.c_out * g.c_in * sizeof(float));
+        st->w_off = u ? wpush(b, NULL, per * WINO_POS) : SIZE_MAX;
+        for (int oc = 0; st->w_off != SIZE_MAX && oc < g.c_out; oc++)
+            for (int ic = 0; ic < g.c_in; ic++) {
+                double t[WINO_POS];
+                wino_kernel(w + ((size_t)oc * g.c_in + ic) * 9, t);
+                for (int q = 0; q < WINO_POS; q++)
+                    u[((size_t)q * g.c_out + oc) * g.c_in + ic] = (float)t[q];
+            }
+        for (int q = 0; st->w_off != SIZE_MAX && q < WINO_POS; q++)
+            b->p->kern->gemm_pack(u + (size_t)q * g.c_out * g.c_in, g.c_out, g.c_in,
+                                  b->w + st->w_off + (size_t)q * per);
+        free(u);
+    } else if (own) { /* pre-pack each group's rows into the kernel's panels */
         int cout_g = g.c_out / g.group;
         size_t per = b->p->kern->gemm_packed_size(cout_g, (int)k);
         st->w_off = wpush(b, NULL, per * (size_t)g.group);
@@ -440,7 +463,17 @@ static cvy_status plan_conv(builder *b, int i)
     size_t cols = (size_t)g.h_out * g.w_out;
     st->params = nw + (n->n_in == 3 ? (size_t)g.c_out : 0);
     st->flops = 2.0 * (double)nw * (double)cols;
-    if (implicit) {
+    if (wino) {
+        /* chunks of WINO_CHUNK tiles; a single chunk is split by output channels instead */
+        int tiles = ((g.h_out + 3) / 4) * ((g.w_out + 3) / 4);
+        int chunks = (tiles + WINO_CHUNK - 1) / WINO_CHUNK;
+        st->splits = chunks == 1 && g.c_out >= 32 ? 2 : 1;
+        st->tasks = chunks * st->splits;
+        size_t mr = (size_t)b->p->kern->gemm_mr;
+        size_t ocs = ((size_t)g.c_out + st->splits - 1) / (size_t)st->splits;
+        ocs = (ocs + mr - 1) / mr * mr; /* parts start on packed panel boundaries */
+        st->scratch = (size_t)WINO_POS * WINO_CHUNK * ((size_t)g.c_in + ocs);
+    } else if (implicit) {
         /* Row chunks fixed per layer: at least two when there are two output rows. */
         int cin_g = g.c_in / g.group;
         st->implicit = 1;
@@ -938,12 +971,13 @@ static cvy_status check_declared(builder *b)
     return CVY_OK;
 }
 
-cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas, plan *out,
-                      cvy_error *err)
+cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas, int winograd,
+                      plan *out, cvy_error *err)
 {
     memset(out, 0, sizeof *out);
     out->kern = kern;
     out->use_blas = use_blas;
+    out->winograd = winograd;
     builder b = {.fm = fm, .p = out, .err = err};
     size_t nt = fm->n_tensors, nn = fm->n_nodes;
     out->values = calloc(nt, sizeof *out->values);

@@ -24,6 +24,7 @@ typedef enum step_kind {
     S_CONV_GEMM, /* im2col (or none for 1x1) + sgemm + fused epilogue */
     S_CONV_DW,   /* depthwise kernel */
     S_CONV_REF,  /* reference direct conv (CVY_ISA_REF) */
+    S_CONV_WINO, /* Winograd F(4,3): transforms around 36 GEMMs */
     S_MAXPOOL,
     S_AVGPOOL,
     S_GAP,
@@ -74,6 +75,7 @@ typedef struct step {
     int tasks;      /* parallel tasks per image (conv column chunks / channel blocks) */
     int chunk;      /* conv: output columns per task (implicit: output rows per task) */
     int implicit;   /* conv over a zero-padded copy of the input, no im2col (stride 1) */
+    int splits;     /* Winograd: output-channel parts per tile chunk (2 when one chunk) */
     int hp, wp;     /* implicit: padded input size */
     int32_t *boff;  /* implicit: offset of each k row in the padded input (owned) */
 } step;
@@ -92,12 +94,13 @@ typedef struct plan {
     double flops;
     const cvy_kernels *kern;
     int use_blas;
+    int winograd; /* Winograd allowed */
 } plan;
 
 /* Validates fm's graph semantics, infers shapes, fuses and plans. kern picks the kernels
  * (ref: no BLAS, direct reference conv). On failure the message names the node. */
-cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas, plan *out,
-                      cvy_error *err);
+cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas, int winograd,
+                      plan *out, cvy_error *err);
 void plan_free(plan *p);
 
 #define CONV_CHUNK 512 /* output columns per im2col+sgemm task: fixed, not thread-dependent */

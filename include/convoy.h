@@ -79,11 +79,13 @@ typedef enum cvy_isa {
 } cvy_isa;
 
 typedef struct cvy_engine_params {
-    int threads; /* threads that run kernels, the caller included; 0 = online CPUs */
-    cvy_isa isa; /* highest instruction set to use */
+    int threads;  /* threads that run kernels, the caller included; 0 = online CPUs */
+    cvy_isa isa;  /* highest instruction set to use */
+    int winograd; /* 1: Winograd F(4,3) for 3x3 stride-1 convolutions where it pays (AVX-512;
+                   * about 1e-6 relative error, see the README); 0: direct convolution only */
 } cvy_engine_params;
 
-/* Defaults: threads = 0 (all cores), isa = AUTO. */
+/* Defaults: threads = 0 (all cores), isa = AUTO, winograd = 1. */
 cvy_engine_params cvy_engine_default_params(void);
 
 /* Detects the CPU, picks kernels and starts the thread pool (threads-1 workers; the calling

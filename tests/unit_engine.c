@@ -6,6 +6,7 @@
 #include <check.h>
 #include <stdio.h>
 
+#include "engine.h"
 #include "kernels.h"
 #include "testmodel.h"
 
@@ -212,6 +213,60 @@ static uint32_t build_net(fmt_model *m, int v)
     m->output_kind = 1;
     return tm_node(m, OP_SOFTMAX, 1, &z, sm, NULL, "softmax");
 }
+
+/* 3x3 stride-1 convs wide enough for Winograd F(4,3): odd sizes, every padding, residual and
+ * activation, one tile chunk (split by channels) and several. Winograd's rounding error is
+ * bounded against the direct reference: max |diff| <= 2e-5 * max |ref| (worst seen 6.6e-6). */
+static uint32_t build_wino(fmt_model *m, int v)
+{
+    int cin = tm_randint(16, 40), cout = tm_randint(16, 45);
+    int h = v % 2 ? tm_randint(8, 15) : tm_randint(20, 40), w = tm_randint(8, 37);
+    uint32_t x = tm_begin(m, cin, h, w);
+    int wd[4] = {cout, cin, 3, 3}, bd[1] = {cout};
+    uint32_t in[3] = {x, tm_weight(m, 4, wd, 0.3f), tm_weight(m, 1, bd, 0.5f)};
+    int32_t ia[16] = {3, 3, 1, 1, tm_randint(0, 2), tm_randint(0, 2), tm_randint(0, 2),
+                      tm_randint(0, 2), 1, 1, 1};
+    uint32_t y = tm_node(m, OP_CONV, 3, in, ia, NULL, "wino");
+    if (v % 3 == 0 && ia[A_PT] + ia[A_PB] == 2 && ia[A_PL] + ia[A_PR] == 2 && cin == cout) {
+        uint32_t add[2] = {y, x};
+        y = tm_node(m, OP_ADD, 2, add, NULL, NULL, "add");
+    }
+    if (v % 2) y = tm_node(m, OP_RELU, 1, &y, NULL, NULL, "relu");
+    return y;
+}
+
+START_TEST(winograd_error_is_bounded)
+{
+    double worst = 0.0;
+    for (int v = 0; v < 24; v++) {
+        int n = v % 4 == 0 ? 16 : 1;
+        fmt_model m;
+        tm_seed(2000 + (unsigned)v);
+        cvy_model *ref = tm_load(eng_ref, &m, build_wino(&m, v));
+        tm_seed(2000 + (unsigned)v);
+        cvy_model *opt = tm_load(eng_opt, &m, build_wino(&m, v));
+        cvy_layer_info li;
+        ck_assert_int_eq(cvy_model_layer(opt, 0, &li), CVY_OK);
+        if (cvy_cpu_has(CVY_ISA_AVX512)) ck_assert_str_eq(li.algo, "winograd-f43");
+        size_t in = cvy_model_input_size(ref) * (size_t)n, on = cvy_model_output_size(ref) * n;
+        float *x = malloc(in * sizeof(float));
+        tm_fill(x, in);
+        float *a = tm_run(ref, n, x), *b = tm_run(opt, n, x);
+        double maxref = 0.0, maxdiff = 0.0;
+        for (size_t i = 0; i < on; i++) {
+            maxref = fmax(maxref, fabs(a[i]));
+            maxdiff = fmax(maxdiff, fabs((double)a[i] - b[i]));
+        }
+        ck_assert_msg(maxdiff <= 2e-5 * maxref, "variant %d: max diff %.3g of max %.3g", v,
+                      maxdiff, maxref);
+        worst = fmax(worst, maxdiff / maxref);
+        free(x), free(a), free(b);
+        cvy_model_free(ref);
+        cvy_model_free(opt);
+    }
+    fprintf(stderr, "winograd F(4,3): worst max|diff|/max|ref| = %.3g\n", worst);
+}
+END_TEST
 
 START_TEST(conv_matches_reference)
 {
@@ -545,6 +600,7 @@ Suite *engine_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, conv_matches_reference);
+    tcase_add_test(tc, winograd_error_is_bounded);
     tcase_add_test(tc, pools_match_reference);
     tcase_add_test(tc, head_matches_reference);
     tcase_add_test(tc, binary_matches_reference);

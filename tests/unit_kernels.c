@@ -8,6 +8,7 @@
 #include "engine.h"
 #include "kernels.h"
 #include "testmodel.h"
+#include "winograd.h"
 
 static const act_params ACTS[] = {
     {ACT_NONE, 0, 0},     {ACT_RELU, 0, 0},         {ACT_CLIP, 0.0f, 6.0f},
@@ -303,6 +304,60 @@ START_TEST(gemm_avx512_matches_reference)
 }
 END_TEST
 
+/* The vectorized Winograd input transform gives the reference's bits (same operations). */
+START_TEST(winograd_input_matches_reference)
+{
+    if (!cvy_cpu_has(CVY_ISA_AVX512)) {
+        fprintf(stderr, "winograd_input_matches_reference: no AVX-512 on this CPU, not run\n");
+        return;
+    }
+    tm_seed(9);
+    for (int trial = 0; trial < 40; trial++) {
+        int cin = tm_randint(1, 5), h = tm_randint(3, 30), w = tm_randint(3, 30);
+        int pt = tm_randint(0, 2), pl = tm_randint(0, 2);
+        int tw = (w + pl + tm_randint(0, 2) - 2 + 3) / 4, th = (h + pt - 2 + 3) / 4;
+        if (tw < 1) tw = 1;
+        if (th < 1) th = 1;
+        int tiles = tw * th, t0 = tm_randint(0, tiles - 1), t1 = tm_randint(t0 + 1, tiles);
+        size_t ldv = 40, nv = 36 * (size_t)cin * ldv;
+        float *x = malloc((size_t)cin * h * w * 4), *v1 = calloc(nv, 4), *v2 = calloc(nv, 4);
+        tm_fill(x, (size_t)cin * h * w);
+        wino_input_tiles(x, cin, h, w, pt, pl, tw, t0, t1, v1, ldv);
+        cvy_kernels_avx512()->wino_input(x, cin, h, w, pt, pl, tw, t0, t1, v2, ldv);
+        ck_assert_mem_eq(v1, v2, nv * 4);
+        free(x), free(v1), free(v2);
+    }
+}
+END_TEST
+
+/* The vectorized Winograd output transform against the reference, with residual and every
+ * activation (exact but for the sigmoid's polynomial). */
+START_TEST(winograd_output_matches_reference)
+{
+    if (!cvy_cpu_has(CVY_ISA_AVX512)) {
+        fprintf(stderr, "winograd_output_matches_reference: no AVX-512 on this CPU, not run\n");
+        return;
+    }
+    tm_seed(10);
+    for (int trial = 0; trial < 40; trial++) {
+        int h = tm_randint(1, 30), w = tm_randint(1, 30), tw = (w + 3) / 4, th = (h + 3) / 4;
+        int cout = tm_randint(1, 9), o0 = tm_randint(0, cout - 1), o1 = tm_randint(o0 + 1, cout);
+        int tiles = tw * th, t0 = tm_randint(0, tiles - 1), t1 = tm_randint(t0 + 1, tiles);
+        size_t ldm = 40, ocs = (size_t)(o1 - o0), nm = 36 * ocs * ldm, ny = (size_t)cout * h * w;
+        float *m = malloc(nm * 4), *res = malloc(ny * 4), *bias = malloc((size_t)cout * 4);
+        float *y1 = calloc(ny, 4), *y2 = calloc(ny, 4);
+        tm_fill(m, nm), tm_fill(res, ny), tm_fill(bias, (size_t)cout);
+        const act_params *a = &ACTS[trial % N_ACTS];
+        const float *r = trial % 2 ? res : NULL;
+        wino_output_tiles(m, ocs, ldm, o0, o1, t0, t1, tw, h, w, bias, r, y1, a);
+        cvy_kernels_avx512()->wino_output(m, ocs, ldm, o0, o1, t0, t1, tw, h, w, bias, r, y2, a);
+        ck_assert_msg(tm_err(y2, y1, ny, 1e-7, a->type == ACT_SIGMOID ? 1e-6 : 0.0) <= 1.0,
+                      "trial %d", trial);
+        free(m), free(res), free(bias), free(y1), free(y2);
+    }
+}
+END_TEST
+
 Suite *kernels_suite(void)
 {
     Suite *s = suite_create("kernels");
@@ -316,6 +371,8 @@ Suite *kernels_suite(void)
     tcase_add_test(tc, im2col_chunks_cover_reference_conv);
     tcase_add_test(tc, fc_matches_reference_and_ignores_batch);
     tcase_add_test(tc, gemm_avx512_matches_reference);
+    tcase_add_test(tc, winograd_input_matches_reference);
+    tcase_add_test(tc, winograd_output_matches_reference);
     suite_add_tcase(s, tc);
     return s;
 }
