@@ -1,4 +1,7 @@
-/* pool.c - a static-partition thread pool on pthreads with a bounded spin before sleeping. */
+/* pool.c - a thread pool on pthreads. Tasks are claimed one by one from a shared counter, so
+ * a worker the OS has not scheduled yet never holds up a run: whoever is running takes the
+ * next task. The counter carries the run's generation, so a late worker cannot claim a task
+ * of a later run. Workers spin briefly for the next run, then sleep. */
 #include "pool.h"
 
 #include <pthread.h>
@@ -8,18 +11,19 @@
 #include <time.h>
 #include <xmmintrin.h>
 
-#define SPIN_NS 50000 /* workers spin this long for the next job before sleeping */
+#define SPIN_NS 50000 /* workers spin this long for the next run before sleeping */
 
 struct cvy_pool {
     int threads;
     pthread_t *tids;
     pthread_mutex_t run_lock; /* one run at a time */
-    pthread_mutex_t lock;     /* guards the fields below together with the condvars */
-    pthread_cond_t wake, done;
-    atomic_uint generation; /* bumped for each job */
-    atomic_int pending;     /* workers still busy with the current job */
+    pthread_mutex_t lock;     /* guards the job fields, stop and the condvars */
+    pthread_cond_t wake, done_cv;
+    atomic_uint generation;  /* bumped for each run */
+    atomic_uint_fast64_t claim; /* generation << 32 | next task index */
+    atomic_int done;         /* tasks finished in the current run */
     int stop;
-    /* the current job */
+    /* the current run */
     cvy_task_fn fn;
     void *arg;
     int n, active;
@@ -46,11 +50,25 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Runs worker t's share of the current job. */
-static void run_share(cvy_pool *p, int t)
+/* Claims and runs tasks of run `gen` until none is left; returns how many it ran. */
+static int run_tasks(cvy_pool *p, unsigned gen, cvy_task_fn fn, void *arg, int n, int me)
 {
-    int lo = (int)((long)t * p->n / p->active), hi = (int)((long)(t + 1) * p->n / p->active);
-    for (int i = lo; i < hi; i++) p->fn(p->arg, i, t);
+    int ran = 0;
+    for (;;) {
+        uint_fast64_t c = atomic_load_explicit(&p->claim, memory_order_acquire);
+        if ((unsigned)(c >> 32) != gen || (int)(c & 0xffffffffu) >= n) break;
+        if (!atomic_compare_exchange_weak_explicit(&p->claim, &c, c + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        fn(arg, (int)(c & 0xffffffffu), me);
+        ran++;
+        if (atomic_fetch_add_explicit(&p->done, 1, memory_order_acq_rel) + 1 == n) {
+            pthread_mutex_lock(&p->lock);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+    return ran;
 }
 
 static void *worker_main(void *v)
@@ -75,13 +93,11 @@ static void *worker_main(void *v)
             return NULL;
         }
         seen = atomic_load(&p->generation);
+        cvy_task_fn fn = p->fn;
+        void *arg = p->arg;
+        int n = p->n, active = p->active;
         pthread_mutex_unlock(&p->lock);
-        if (me < p->active) run_share(p, me);
-        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&p->lock);
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->lock);
-        }
+        if (me < active) run_tasks(p, seen, fn, arg, n, me);
     }
 }
 
@@ -99,7 +115,7 @@ cvy_pool *cvy_pool_create(int threads)
     pthread_mutex_init(&p->run_lock, NULL);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
-    pthread_cond_init(&p->done, NULL);
+    pthread_cond_init(&p->done_cv, NULL);
     for (int t = 1; t < threads; t++) {
         worker_arg *wa = malloc(sizeof *wa);
         if (!wa || (wa->p = p, wa->index = t,
@@ -124,7 +140,7 @@ void cvy_pool_destroy(cvy_pool *p)
     pthread_mutex_destroy(&p->run_lock);
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->wake);
-    pthread_cond_destroy(&p->done);
+    pthread_cond_destroy(&p->done_cv);
     free(p->tids);
     free(p);
 }
@@ -142,21 +158,23 @@ void cvy_pool_run(cvy_pool *p, int n, int max_threads, cvy_task_fn fn, void *arg
     }
     pthread_mutex_lock(&p->run_lock);
     pthread_mutex_lock(&p->lock);
+    unsigned gen = atomic_load(&p->generation) + 1;
     p->fn = fn;
     p->arg = arg;
     p->n = n;
     p->active = active;
-    atomic_store(&p->pending, p->threads - 1);
-    atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+    atomic_store(&p->done, 0);
+    atomic_store_explicit(&p->claim, (uint_fast64_t)gen << 32, memory_order_release);
+    atomic_store_explicit(&p->generation, gen, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
-    run_share(p, 0);
-    /* wait for the workers: spin briefly, then sleep */
+    run_tasks(p, gen, fn, arg, n, 0);
+    /* wait for tasks other workers claimed: spin briefly, then sleep */
     uint64_t until = now_ns() + SPIN_NS;
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && now_ns() < until)
+    while (atomic_load_explicit(&p->done, memory_order_acquire) < n && now_ns() < until)
         _mm_pause();
     pthread_mutex_lock(&p->lock);
-    while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->lock);
+    while (atomic_load(&p->done) < n) pthread_cond_wait(&p->done_cv, &p->lock);
     pthread_mutex_unlock(&p->lock);
     pthread_mutex_unlock(&p->run_lock);
 }

@@ -14,10 +14,10 @@ cvy_pool *cvy_pool_create(int threads);
 void cvy_pool_destroy(cvy_pool *p);
 int cvy_pool_threads(const cvy_pool *p);
 
-/* Runs tasks 0..n-1 and returns when all are done. The split is static: with T = min(threads,
- * max_threads, n) workers, worker t runs the contiguous range [t*n/T, (t+1)*n/T), so which
- * worker computes what never changes the results. Concurrent callers are serialized.
- * Thread-safe. */
+/* Runs tasks 0..n-1 on up to max_threads workers (the caller included) and returns when all
+ * are done. Tasks are claimed dynamically, so which worker runs a task varies from run to run:
+ * a task's result must not depend on its worker (the thread index only selects scratch
+ * space). Concurrent callers are serialized. Thread-safe. */
 void cvy_pool_run(cvy_pool *p, int n, int max_threads, cvy_task_fn fn, void *arg);
 
 /* Sets flush-to-zero and denormals-are-zero on the calling thread; returns the old MXCSR. */

@@ -8,6 +8,7 @@
 
 #include "engine.h"
 #include "kernels.h"
+#include "pool.h"
 #include "testmodel.h"
 
 /* ref: direct loops; opt: the best ISA (AVX-512 here); avx2: the AVX2 + OpenBLAS path, forced
@@ -392,6 +393,40 @@ START_TEST(batch_and_threads_do_not_change_outputs)
 }
 END_TEST
 
+/* The pool runs every task exactly once per run, over many runs of varied sizes, with the
+ * thread index always in range. */
+typedef struct pool_probe {
+    int *hits;
+    int threads;
+    int bad;
+} pool_probe;
+
+static void probe_task(void *arg, int task, int thread)
+{
+    pool_probe *pp = arg;
+    __atomic_add_fetch(&pp->hits[task], 1, __ATOMIC_RELAXED);
+    if (thread < 0 || thread >= pp->threads) __atomic_store_n(&pp->bad, 1, __ATOMIC_RELAXED);
+}
+
+START_TEST(pool_runs_each_task_once)
+{
+    cvy_pool *p = cvy_pool_create(3);
+    ck_assert_ptr_nonnull(p);
+    int hits[257];
+    pool_probe pp = {hits, 3, 0};
+    for (int run = 0; run < 3000; run++) {
+        int n = 1 + run % 257;
+        memset(hits, 0, sizeof hits);
+        cvy_pool_run(p, n, 1 + run % 4, probe_task, &pp);
+        for (int i = 0; i < n; i++) ck_assert_msg(hits[i] == 1, "run %d task %d: %d", run, i, hits[i]);
+        for (int i = n; i < 257; i++) ck_assert_int_eq(hits[i], 0);
+    }
+    ck_assert_int_eq(pp.bad, 0);
+    cvy_pool_destroy(p);
+    cvy_pool_destroy(NULL);
+}
+END_TEST
+
 START_TEST(context_and_queries)
 {
     fmt_model m;
@@ -610,6 +645,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, batchnorm_folding_is_exact);
     tcase_add_test(tc, batch_and_threads_do_not_change_outputs);
     tcase_add_test(tc, context_and_queries);
+    tcase_add_test(tc, pool_runs_each_task_once);
     tcase_add_test(tc, topk_softmaxes_logits);
     tcase_add_test(tc, bad_graph_semantics_are_named);
     tcase_add_test(tc, golden_self_test);
