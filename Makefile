@@ -51,7 +51,7 @@ all: $(LIB) $(CLI)
 DEB_BUILD := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
 	libstb-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libsystemd-dev zlib1g-dev
 DEB_TEST := check libsubunit-dev libcurl4-openssl-dev dataset-fashion-mnist libonnx-testdata
-DEB_TOOLS := python3-torch python3-numpy python3-onnx
+DEB_TOOLS := python3-torch python3-torchvision python3-numpy python3-onnx
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEPS_STAMP := $(BUILD)/.deps-$(shell echo $(DEB_BUILD) $(DEB_TEST) | md5sum | cut -c1-8)
 
@@ -92,6 +92,8 @@ $(UNIT): $(UNIT_OBJ) $(CLI_LIB_OBJ) $(LIB)
 		$(shell pkg-config --libs check 2>/dev/null)
 
 -include server/server.mk
+-include engine/onnx.mk
+-include bench/bench.mk
 
 # ---- tests ---------------------------------------------------------------------------------
 test: all $(TEST_BINS)
