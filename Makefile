@@ -94,6 +94,7 @@ $(UNIT): $(UNIT_OBJ) $(CLI_LIB_OBJ) $(LIB)
 -include server/server.mk
 -include engine/onnx.mk
 -include bench/bench.mk
+-include tests/fuzz/fuzz.mk
 
 # ---- tests ---------------------------------------------------------------------------------
 test: all $(TEST_BINS)

@@ -918,6 +918,10 @@ static cvy_status plan_arena(builder *b)
     }
     free(roots);
     p->arena_floats = top;
+    if (top > PLAN_MAX_ARENA_FLOATS)
+        return cvy_fail(b->err, CVY_ERR_SHAPE,
+                        "activations need %zu MiB per image, more than the %d MiB limit",
+                        top >> 18, (int)(PLAN_MAX_ARENA_FLOATS >> 18));
     return CVY_OK;
 }
 

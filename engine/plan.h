@@ -105,6 +105,7 @@ void plan_free(plan *p);
 
 #define CONV_CHUNK 512 /* output columns per im2col+sgemm task: fixed, not thread-dependent */
 #define GEMM_CHUNK 64  /* output neurons per fully-connected task */
+#define PLAN_MAX_ARENA_FLOATS ((size_t)1 << 28) /* 1 GiB of activations per image at most */
 #define CONV_PANEL_FLOATS (256 * 1024) /* im2col panel (k x chunk) budget: 1 MiB */
 
 #endif

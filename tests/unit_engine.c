@@ -589,11 +589,13 @@ START_TEST(bad_graph_semantics_are_named)
         {2, CVY_ERR_SHAPE, "cat"},       /* concat of mismatched dims */
         {3, CVY_ERR_SHAPE, "reshape"},   /* reshape to the wrong element count */
         {4, CVY_ERR_UNSUPPORTED, "clip"}, /* clip min > max */
+        {5, CVY_ERR_SHAPE, "MiB per image"}, /* activations beyond the arena limit */
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         fmt_model m;
         tm_seed(3);
-        uint32_t x = tm_begin(&m, 2, 4, 4), y = 0;
+        uint32_t x = cases[k].what == 5 ? tm_begin(&m, 1, 16384, 16384) : tm_begin(&m, 2, 4, 4);
+        uint32_t y = 0;
         if (cases[k].what == 0) {
             int wd[2] = {5, 31};
             uint32_t f = tm_node(&m, OP_FLATTEN, 1, &x, NULL, NULL, "flat");
@@ -610,8 +612,13 @@ START_TEST(bad_graph_semantics_are_named)
             y = tm_node(&m, OP_CONCAT, 2, in, NULL, NULL, "cat");
         } else if (cases[k].what == 3) {
             y = tm_node(&m, OP_RESHAPE, 1, &x, (int32_t[16]){2, 5, 7}, NULL, "reshape");
-        } else {
+        } else if (cases[k].what == 4) {
             y = tm_node(&m, OP_CLIP, 1, &x, NULL, (float[8]){2.0f, 1.0f}, "clip");
+        } else { /* two live 16384x16384 activations: 2 GiB per image */
+            uint32_t a = tm_node(&m, OP_RELU, 1, &x, NULL, NULL, "relu");
+            uint32_t b = tm_node(&m, OP_SIGMOID, 1, &a, NULL, NULL, "sig");
+            uint32_t in2[2] = {a, b};
+            y = tm_node(&m, OP_ADD, 2, in2, NULL, NULL, "add");
         }
         m.output = y;
         uint8_t *buf;
