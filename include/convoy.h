@@ -223,6 +223,41 @@ void cvy_image_release(cvy_image *img);
 cvy_status cvy_image_preprocess(const cvy_model *m, const cvy_image *img, float *out,
                                 cvy_error *err);
 
+/* ---- ONNX import ------------------------------------------------------------------------ */
+
+/* How an ONNX file becomes a model: what the file cannot say (labels, the image size when H/W
+ * are dynamic, the preprocessing). The same fields as `convoy convert`'s flags and as the
+ * optional `<name>.json` sidecar convoyd reads next to `<name>.onnx`. */
+typedef struct cvy_onnx_options {
+    const char *labels_path; /* text file, one label per line (NULL: no labels) */
+    int width, height;       /* input size; 0 = the model's own (required when H/W are dynamic;
+                              * must agree with fixed dims) */
+    int color;               /* a cvy_color, or -1: GRAY for 1 channel, RGB for 3 */
+    float scale;             /* applied to the 0..255 pixel first */
+    float mean[3], std[3];   /* per channel: value = (pixel * scale - mean[c]) / std[c] */
+    cvy_resize resize;
+    int resize_shorter; /* SHORTER_CROP only, see cvy_preproc */
+} cvy_onnx_options;
+
+/* Defaults: no labels, the model's size, color -1 (from the channel count), scale 1/255,
+ * mean 0, std 1, resize STRETCH. */
+cvy_onnx_options cvy_onnx_default_options(void);
+
+/* Converts the ONNX model at onnx_path (opsets 7..17; external data is read relative to the
+ * file's directory) into .cvy bytes: initializers become weights, shape arithmetic (Shape,
+ * Gather, Slice, Squeeze/Unsqueeze, Concat, Cast, Constant) is folded for the fixed input
+ * size, Pad is folded into the following Conv/pool, Div/Sub by constants become Mul/Add,
+ * Dropout/Identity vanish; batch-norm and activations stay nodes that the planner fuses.
+ * o may be NULL (defaults). On success *cvy_out is a malloc'd buffer of *size bytes that the
+ * caller free()s. On failure err names the node, operator and attribute (or the file
+ * problem) and nothing is returned. Thread-safe. */
+cvy_status cvy_onnx_convert(const char *onnx_path, const cvy_onnx_options *o, uint8_t **cvy_out,
+                            size_t *size, cvy_error *err);
+
+/* cvy_onnx_convert followed by cvy_model_load_memory: loads an .onnx file directly. */
+cvy_status cvy_model_load_onnx(cvy_engine *e, const char *path, const cvy_onnx_options *o,
+                               cvy_model **out, cvy_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -15,11 +15,12 @@ extern Suite *image_suite(void);
 extern Suite *npy_suite(void);
 extern Suite *idx_suite(void);
 extern Suite *cli_suite(void);
+extern Suite *zoo_suite(void);
 extern Suite *fuzzregress_suite(void);
 
 static Suite *(*const SUITES[])(void) = {
     format_suite, kernels_suite, engine_suite, image_suite, npy_suite, idx_suite, cli_suite,
-    fuzzregress_suite,
+    zoo_suite, fuzzregress_suite,
 };
 
 int main(void)

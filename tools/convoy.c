@@ -1,5 +1,5 @@
 /*
- * convoy.c - the `convoy` command-line tool: inspect, classify, run, bench and eval.
+ * convoy.c - the `convoy` command-line tool: inspect, classify, run, bench, eval and convert.
  *
  * Every command prints its help with --help and exits 0 on success; on failure it prints one
  * line "convoy: ..." (or "convoy CMD: ...") on stderr and exits 1 (runtime error) or 2 (usage
@@ -922,6 +922,122 @@ static int cmd_eval(int argc, char **argv)
 
 /* ---- main -------------------------------------------------------------------------------- */
 
+/* ---- convert ----------------------------------------------------------------------------- */
+
+static const char HELP_CONVERT[] =
+    "usage: convoy convert MODEL.onnx OUT.cvy [options]\n"
+    "\n"
+    "Converts an ONNX model (opsets 7 to 17, as exported by PyTorch and others) into a\n"
+    "self-contained .cvy: weights from the initializers, shape arithmetic folded for the\n"
+    "fixed input size, batch-norm and activations fused when loaded. The result is checked\n"
+    "by loading it before it is written. Unsupported operators or attributes are reported\n"
+    "with the node, operator and attribute.\n"
+    "\n"
+    "options:\n"
+    "  --labels FILE     class labels, one per line (count must equal the outputs)\n"
+    "  --size HxW        input height x width (required when the model's H/W are dynamic)\n"
+    "  --color MODE      rgb, bgr or gray (default: rgb for 3 channels, gray for 1)\n"
+    "  --mean a,b,c      per-channel mean subtracted after scaling (default 0,0,0)\n"
+    "  --std a,b,c       per-channel divisor (default 1,1,1)\n"
+    "  --scale S         pixel scale applied first (default 1/255 = 0.00392157)\n"
+    "  --resize MODE     stretch (default) or shorter-side-crop\n"
+    "  -h, --help        show this help\n";
+
+/* `convoy convert`: ONNX in, .cvy out (validated by loading it). */
+static int cmd_convert(int argc, char **argv)
+{
+    cvy_onnx_options o = cvy_onnx_default_options();
+    const char *pos[2] = {NULL, NULL};
+    int npos = 0, only_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *val = NULL, *names[] = {"--labels", "--size", "--color",
+                                                          "--mean", "--std", "--scale",
+                                                          "--resize"};
+        if (only_pos || a[0] != '-' || a[1] == '\0') {
+            if (npos == 2) return usagef("convert", "expects MODEL.onnx and OUT.cvy only");
+            pos[npos++] = a;
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        int k = 0, r = 0;
+        for (; k < 7 && r == 0; k++) r = opt_value(argc, argv, &i, names[k], &val);
+        if (r < 0) return usagef("convert", "option %s needs a value", a);
+        if (r == 0) {
+            r = opt_value(argc, argv, &i, "--threads", &val); /* accepted, unused */
+            if (r < 0) return usagef("convert", "option --threads needs a value");
+            if (r == 0) return usagef("convert", "unknown option '%s'", a);
+            continue;
+        }
+        const char *opt = names[k - 1];
+        char tail = 0;
+        double d;
+        if (k == 1) {
+            o.labels_path = val;
+        } else if (k == 2) {
+            if (sscanf(val, "%dx%d%c", &o.height, &o.width, &tail) != 2 || o.height < 1 ||
+                o.width < 1 || o.height > 16384 || o.width > 16384)
+                return usagef("convert", "--size must be HxW (1..16384), not '%s'", val);
+        } else if (k == 3) {
+            o.color = !strcmp(val, "rgb") ? CVY_COLOR_RGB : !strcmp(val, "bgr") ? CVY_COLOR_BGR
+                      : !strcmp(val, "gray") ? CVY_COLOR_GRAY : -2;
+            if (o.color == -2)
+                return usagef("convert", "--color must be rgb, bgr or gray, not '%s'", val);
+        } else if (k == 4 || k == 5) {
+            float *v = k == 4 ? o.mean : o.std;
+            int n = sscanf(val, "%f,%f,%f%c", &v[0], &v[1], &v[2], &tail);
+            if (n == 1) v[1] = v[2] = v[0];
+            if ((n != 1 && n != 3) || !isfinite(v[0]) || !isfinite(v[1]) || !isfinite(v[2]) ||
+                (k == 5 && (v[0] == 0 || v[1] == 0 || v[2] == 0)))
+                return usagef("convert", "%s must be one or three %snumbers a,b,c, not '%s'",
+                              opt, k == 5 ? "non-zero " : "", val);
+        } else if (k == 6) {
+            if (parse_double(val, -1e6, 1e6, &d) || d == 0)
+                return usagef("convert", "--scale must be a non-zero number, not '%s'", val);
+            o.scale = (float)d;
+        } else {
+            if (!strcmp(val, "stretch")) o.resize = CVY_RESIZE_STRETCH;
+            else if (!strcmp(val, "shorter-side-crop")) o.resize = CVY_RESIZE_SHORTER_CROP;
+            else
+                return usagef("convert", "--resize must be stretch or shorter-side-crop, not "
+                              "'%s'", val);
+        }
+    }
+    if (npos != 2) return usagef("convert", "expects MODEL.onnx and OUT.cvy");
+    cvy_error err = {{0}};
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    if (cvy_onnx_convert(pos[0], &o, &buf, &size, &err) != CVY_OK)
+        return errorf("cannot convert %s", err.msg);
+    cvy_engine_params ep = cvy_engine_default_params();
+    ep.threads = 1;
+    cvy_engine *eng = NULL;
+    cvy_model *m = NULL;
+    int rc = 0;
+    if (cvy_engine_create(&ep, &eng, &err) != CVY_OK)
+        rc = errorf("cannot start the engine: %s", err.msg);
+    else if (cvy_model_load_memory(eng, buf, size, &m, &err) != CVY_OK)
+        rc = errorf("the converted model does not load: %s", err.msg);
+    FILE *f = rc ? NULL : fopen(pos[1], "wb");
+    if (!rc && !f) rc = errorf("cannot write '%s': %s", pos[1], strerror(errno));
+    if (f && (fwrite(buf, 1, size, f) != size) + (fclose(f) != 0))
+        rc = errorf("cannot write '%s': %s", pos[1], strerror(errno));
+    if (!rc) {
+        int c, h, w;
+        cvy_model_input_shape(m, &c, &h, &w);
+        printf("%s: %zu bytes, input %dx%dx%d, %zu outputs, %d layers, %zu parameters\n", pos[1],
+               size, c, h, w, cvy_model_output_size(m), cvy_model_layer_count(m),
+               cvy_model_param_count(m));
+        rc = finish_stdout(0);
+    }
+    cvy_model_free(m);
+    cvy_engine_destroy(eng);
+    free(buf);
+    return rc;
+}
+
 typedef struct command {
     const char *name;
     int (*fn)(int argc, char **argv);
@@ -935,6 +1051,7 @@ static const command COMMANDS[] = {
     {"run", cmd_run, HELP_RUN, "run a preprocessed .npy batch, write the raw output .npy"},
     {"bench", cmd_bench, HELP_BENCH, "measure latency and throughput"},
     {"eval", cmd_eval, HELP_EVAL, "top-1 accuracy on an IDX (MNIST-format) data set"},
+    {"convert", cmd_convert, HELP_CONVERT, "convert an ONNX model into a .cvy file"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
