@@ -1,0 +1,36 @@
+# server/server.mk - convoyd, its tests and its targets (included by the top-level Makefile).
+#   make build/convoyd     the daemon
+#   make run               build it and serve models/ on 127.0.0.1:8080
+#   make bench-server      load-test it with wrk at concurrency 1, 8 and 64
+
+SERVER_SRC := $(sort $(wildcard server/*.c))
+SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+SERVER_LIBS = $(shell pkg-config --libs libmicrohttpd jansson libsystemd 2>/dev/null)
+CONVOYD := $(BUILD)/convoyd
+
+TEST_SERVER_SRC := $(sort $(wildcard tests/server_*.c))
+TEST_SERVER_OBJ := $(TEST_SERVER_SRC:%.c=$(BUILD)/%.o)
+TEST_SERVER := $(BUILD)/test_server
+
+all: $(CONVOYD)
+
+$(CONVOYD): $(SERVER_OBJ) $(LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(SERVER_OBJ) $(LIB) $(PKG_LIBS) $(SERVER_LIBS)
+
+$(TEST_SERVER_OBJ): EXTRA_CFLAGS += $(shell pkg-config --cflags check libcurl 2>/dev/null)
+
+# The tests start the real daemon, so they need it built.
+$(TEST_SERVER): $(TEST_SERVER_OBJ) $(LIB) | $(CONVOYD)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_SERVER_OBJ) $(LIB) $(PKG_LIBS) \
+		$(shell pkg-config --libs check libcurl jansson 2>/dev/null)
+
+TEST_BINS += $(TEST_SERVER)
+
+.PHONY: run bench-server
+run: $(CONVOYD)
+	exec $(CONVOYD) --models models --listen 127.0.0.1:8080
+
+bench-server: $(CONVOYD) $(CLI)
+	server/bench-server.sh $(CONVOYD) $(CLI)
+
+-include $(SERVER_OBJ:.o=.d) $(TEST_SERVER_OBJ:.o=.d)
