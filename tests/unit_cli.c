@@ -433,6 +433,21 @@ START_TEST(bench_json_and_inspect)
     json_decref(o);
     proc_free(&p);
 
+    /* --profile: one entry per plan step, named as inspect names them */
+    p = run_convoy((const char *[]){"bench", "--json", "--profile", "--seconds", "0.2",
+                                    "--threads", "1", MODEL, NULL});
+    ck_assert_msg(p.status == 0, "bench --profile failed: %s", p.err);
+    o = json_loads(p.out, 0, &jerr);
+    ck_assert_msg(o != NULL, "not JSON: %s", p.out);
+    json_t *layers = json_object_get(o, "layers");
+    ck_assert_int_eq(json_array_size(layers), 7);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(layers, 2), "name")),
+                     "conv2");
+    for (size_t l = 0; l < 7; l++)
+        ck_assert(json_number_value(json_object_get(json_array_get(layers, l), "ms")) >= 0);
+    json_decref(o);
+    proc_free(&p);
+
     p = run_convoy((const char *[]){"inspect", MODEL, NULL});
     ck_assert_msg(p.status == 0, "inspect failed: %s", p.err);
     const char *h = strstr(p.out, "hash:");

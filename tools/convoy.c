@@ -671,7 +671,8 @@ static int cmd_run(int argc, char **argv)
 /* ---- bench ------------------------------------------------------------------------------- */
 
 static const char HELP_BENCH[] =
-    "usage: convoy bench [--batch N] [--threads T] [--seconds S] [--warmup W] [--json] MODEL\n"
+    "usage: convoy bench [--batch N] [--threads T] [--seconds S] [--warmup W] [--json]\n"
+    "                    [--profile] MODEL\n"
     "\n"
     "Times cvy_context_run on random input (fixed seed): W warm-up runs, then timed runs\n"
     "for S seconds (at most --max-runs runs). Reports the median and 90th percentile latency\n"
@@ -684,11 +685,13 @@ static const char HELP_BENCH[] =
     "  --warmup W     untimed runs first (default 5)\n"
     "  --max-runs M   upper bound on timed runs (default 100000)\n"
     "  --json         print {\"batch\": N, \"threads\": T, \"median_ms\": x, \"p90_ms\": y,\n"
-    "                 \"images_per_s\": z}\n"
+    "                 \"images_per_s\": z} (with --profile also \"layers\": [{\"name\", \"op\",\n"
+    "                 \"algo\", \"ms\"}, ...])\n"
+    "  --profile      also report the mean time of every plan step over the timed runs\n"
     "  -h, --help     show this help\n";
 
 typedef struct bench_opts {
-    int batch, warmup, max_runs, json;
+    int batch, warmup, max_runs, json, profile;
     double seconds;
 } bench_opts;
 
@@ -699,6 +702,10 @@ static int bench_opt(void *ctx, int argc, char **argv, int *i)
     int r;
     if (strcmp(name, "--json") == 0) {
         o->json = 1;
+        return 1;
+    }
+    if (strcmp(name, "--profile") == 0) {
+        o->profile = 1;
         return 1;
     }
     if ((r = opt_value(argc, argv, i, "--batch", &val)) != 0) {
@@ -725,6 +732,45 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The per-layer part of `bench --profile`: mean ms of each plan step over `runs` runs, with
+ * its share of the summed step time, one table row per step. */
+static void bench_profile_table(const session *s, const double *sum, int runs)
+{
+    int n = cvy_model_layer_count(s->m);
+    double total = 0;
+    for (int l = 0; l < n; l++) total += sum[l];
+    printf("\nprofile (mean per run over %d runs):\n", runs);
+    printf("%4s  %-40s %-26s %-14s %10s %6s\n", "#", "name", "op", "algo", "ms", "%");
+    for (int l = 0; l < n; l++) {
+        cvy_layer_info li;
+        if (cvy_model_layer(s->m, l, &li) != CVY_OK) continue;
+        printf("%4d  %-40.40s %-26.26s %-14.14s %10.4f %5.1f%%\n", l, li.name, li.op, li.algo,
+               sum[l] / runs, total > 0 ? 100.0 * sum[l] / total : 0.0);
+    }
+    printf("%4s  %-40s %-26s %-14s %10.4f %5.1f%%\n", "", "total", "", "", total / runs, 100.0);
+}
+
+/* The same as JSON members: , "layers": [{"name", "op", "algo", "ms"}, ...]. */
+static void bench_profile_json(const session *s, const double *sum, int runs)
+{
+    int n = cvy_model_layer_count(s->m);
+    fputs(", \"layers\": [", stdout);
+    for (int l = 0; l < n; l++) {
+        cvy_layer_info li;
+        if (cvy_model_layer(s->m, l, &li) != CVY_OK) continue;
+        fputs(l ? ", {\"name\": " : "{\"name\": ", stdout);
+        json_string(stdout, li.name);
+        fputs(", \"op\": ", stdout);
+        json_string(stdout, li.op);
+        fputs(", \"algo\": ", stdout);
+        json_string(stdout, li.algo);
+        fputs(", \"ms\": ", stdout);
+        json_number(stdout, sum[l] / runs, "%.4f");
+        fputs("}", stdout);
+    }
+    fputs("]", stdout);
+}
+
 /* `convoy bench`: latency of one batch size; median and p90 (nearest rank) over the timed
  * runs, throughput = batch / median. */
 static int cmd_bench(int argc, char **argv)
@@ -732,7 +778,7 @@ static int cmd_bench(int argc, char **argv)
     const char **pos = calloc((size_t)argc, sizeof *pos);
     int npos = 0;
     common_opts co;
-    bench_opts o = {1, 5, DEFAULT_BENCH_MAX_RUNS, 0, 3.0};
+    bench_opts o = {1, 5, DEFAULT_BENCH_MAX_RUNS, 0, 0, 3.0};
     if (!pos) return errorf("out of memory");
     int rc = parse_args("bench", argc, argv, bench_opt, &o, &co, pos, &npos);
     if (!rc && npos != 1)
@@ -747,10 +793,13 @@ static int cmd_bench(int argc, char **argv)
     size_t osz = cvy_model_output_size(s.m), insz = cvy_model_input_size(s.m);
     float *out = malloc((size_t)o.batch * osz * sizeof *out);
     double *lat = malloc((size_t)o.max_runs * sizeof *lat);
-    if (!out || !lat)
+    int nlayers = cvy_model_layer_count(s.m);
+    double *layer_sum = calloc((size_t)nlayers + 1, sizeof *layer_sum);
+    if (!out || !lat || !layer_sum)
         rc = errorf("out of memory");
     else
         rc = open_context(&s, o.batch, &ctx);
+    if (!rc && o.profile) cvy_context_set_profiling(ctx, 1);
 
     int runs = 0;
     double elapsed = 0;
@@ -777,6 +826,8 @@ static int cmd_bench(int argc, char **argv)
             double t2 = now_seconds();
             lat[runs++] = (t2 - t) * 1e3;
             t = t2;
+            const double *ms = cvy_context_layer_ms(ctx);
+            for (int l = 0; ms && l < nlayers; l++) layer_sum[l] += ms[l];
         }
         elapsed = t - start;
     }
@@ -794,6 +845,7 @@ static int cmd_bench(int argc, char **argv)
             json_number(stdout, p90, "%.4f");
             fputs(", \"images_per_s\": ", stdout);
             json_number(stdout, ips, "%.2f");
+            if (o.profile) bench_profile_json(&s, layer_sum, runs);
             fputs("}\n", stdout);
         } else {
             printf("model:     %s (%s)\n", model, cvy_model_hash(s.m));
@@ -803,9 +855,11 @@ static int cmd_bench(int argc, char **argv)
             printf("median:    %.4f ms\n", median);
             printf("p90:       %.4f ms\n", p90);
             printf("images/s:  %.2f\n", ips);
+            if (o.profile) bench_profile_table(&s, layer_sum, runs);
         }
     }
     cvy_context_destroy(ctx);
+    free(layer_sum);
     free(lat);
     free(out);
     close_model(&s);
