@@ -321,27 +321,36 @@ static float dot1(const float *x, const float *w, int k)
 static void dot4x4(const float *x, int k, const float *w, float out[4][4])
 {
     __m256 acc[4][4];
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
         for (int o = 0; o < 4; o++) acc[i][o] = _mm256_setzero_ps();
     int q = 0;
     for (; q + 8 <= k; q += 8) {
         __m256 wv[4], xv;
+#pragma GCC unroll 4
         for (int o = 0; o < 4; o++) wv[o] = _mm256_loadu_ps(w + (size_t)o * k + q);
+#pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             xv = _mm256_loadu_ps(x + (size_t)i * k + q);
+#pragma GCC unroll 4
             for (int o = 0; o < 4; o++) acc[i][o] = _mm256_fmadd_ps(xv, wv[o], acc[i][o]);
         }
     }
     if (q < k) {
         __m256i m = tail_mask(k - q);
+#pragma GCC unroll 4
         for (int i = 0; i < 4; i++) {
             __m256 xv = _mm256_maskload_ps(x + (size_t)i * k + q, m);
+#pragma GCC unroll 4
             for (int o = 0; o < 4; o++)
                 acc[i][o] = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w + (size_t)o * k + q, m),
                                             acc[i][o]);
         }
     }
+#pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
         for (int o = 0; o < 4; o++) out[i][o] = hsum8(acc[i][o]);
 }
 
@@ -353,6 +362,7 @@ static void dot1x4(const float *x, int k, const float *w, float out[4])
     int q = 0;
     for (; q + 8 <= k; q += 8) {
         __m256 xv = _mm256_loadu_ps(x + q);
+#pragma GCC unroll 4
         for (int o = 0; o < 4; o++)
             acc[o] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(w + (size_t)o * k + q), acc[o]);
     }

@@ -171,19 +171,24 @@ static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, in
     static void dot##NI##x##NO(const float *x, int k, const float *w, float out[NI][NO])   \
     {                                                                                        \
         __m512 acc[NI][NO];                                                                  \
-        for (int i = 0; i < NI; i++)                                                         \
-            for (int o = 0; o < NO; o++) acc[i][o] = _mm512_setzero_ps();                    \
+        _Pragma("GCC unroll 4") for (int i = 0; i < NI; i++)                                 \
+            _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) acc[i][o] =                 \
+                _mm512_setzero_ps();                                                         \
         for (int q = 0; q < k; q += 16) {                                                    \
             __mmask16 m = cols_mask(k - q);                                                  \
             __m512 wv[NO];                                                                   \
-            for (int o = 0; o < NO; o++) wv[o] = _mm512_maskz_loadu_ps(m, w + (size_t)o * k + q); \
-            for (int i = 0; i < NI; i++) {                                                   \
+            _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) wv[o] =                     \
+                _mm512_maskz_loadu_ps(m, w + (size_t)o * k + q);                             \
+            _Pragma("GCC unroll 4") for (int i = 0; i < NI; i++)                             \
+            {                                                                                \
                 __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)i * k + q);                 \
-                for (int o = 0; o < NO; o++) acc[i][o] = _mm512_fmadd_ps(xv, wv[o], acc[i][o]); \
+                _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) acc[i][o] =             \
+                    _mm512_fmadd_ps(xv, wv[o], acc[i][o]);                                   \
             }                                                                                \
         }                                                                                    \
-        for (int i = 0; i < NI; i++)                                                         \
-            for (int o = 0; o < NO; o++) out[i][o] = _mm512_reduce_add_ps(acc[i][o]);        \
+        _Pragma("GCC unroll 4") for (int i = 0; i < NI; i++)                                 \
+            _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) out[i][o] =                 \
+                _mm512_reduce_add_ps(acc[i][o]);                                             \
     }
 FC_BLOCK(4, 4)
 FC_BLOCK(1, 4)
