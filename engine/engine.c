@@ -44,8 +44,10 @@ static cvy_isa pick_isa(cvy_isa want)
 {
     const char *env = getenv("CONVOY_ISA");
     cvy_isa cap = CVY_ISA_AVX512;
-    if (env && strcmp(env, "ref") == 0) cap = CVY_ISA_REF;
-    else if (env && strcmp(env, "avx2") == 0) cap = CVY_ISA_AVX2;
+    if (env && strcmp(env, "ref") == 0)
+        cap = CVY_ISA_REF;
+    else if (env && strcmp(env, "avx2") == 0)
+        cap = CVY_ISA_AVX2;
     cvy_isa isa = want == CVY_ISA_AUTO ? CVY_ISA_AVX512 : want;
     if (isa > cap) isa = cap;
     while (isa > CVY_ISA_REF && !cvy_cpu_has(isa)) isa--;

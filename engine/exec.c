@@ -25,14 +25,12 @@ struct cvy_context {
     double *layer_ms; /* per step, the last run's wall time when profiling */
 };
 
-cvy_status cvy_context_create(const cvy_model *m, int max_batch, cvy_context **out,
-                              cvy_error *err)
+cvy_status cvy_context_create(const cvy_model *m, int max_batch, cvy_context **out, cvy_error *err)
 {
     if (!m || !out) return cvy_fail(err, CVY_ERR_ARG, "context: NULL model or out");
     *out = NULL;
     if (max_batch < 1 || max_batch > 65536)
-        return cvy_fail(err, CVY_ERR_ARG, "context: max batch %d out of range 1..65536",
-                        max_batch);
+        return cvy_fail(err, CVY_ERR_ARG, "context: max batch %d out of range 1..65536", max_batch);
     const plan *p = &m->plan;
     cvy_context *c = calloc(1, sizeof *c);
     size_t arena, scratch, input;
@@ -137,8 +135,8 @@ static void conv_gemm_task(void *arg, int task, int thread)
     int grp = r / nchunks, chunk = r % nchunks;
     int cin_g = g->c_in / g->group, cout_g = g->c_out / g->group;
     int k = cin_g * g->kh * g->kw;
-    const float *x = j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]) +
-                     (size_t)grp * cin_g * g->h_in * g->w_in;
+    const float *x =
+        j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]) + (size_t)grp * cin_g * g->h_in * g->w_in;
     float *y = j->c->ptr[s->out] + img * vsize(j, s->out) + (size_t)grp * cout_g * cols;
     const float *res = NULL;
     if (s->residual >= 0)
@@ -176,8 +174,8 @@ static void conv_gemm_task(void *arg, int task, int thread)
     const float *w = W(j, s->w_off) + (size_t)grp * cout_g * k;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cout_g, c1 - c0, k, 1.0f, w, k,
                 bs.b + j0, (int)bs.ldb, 0.0f, y + c0, cols);
-    kern->bias_act(y + c0, cout_g, c1 - c0, (size_t)cols, bias, res ? res + c0 : NULL,
-                   (size_t)cols, &s->act);
+    kern->bias_act(y + c0, cout_g, c1 - c0, (size_t)cols, bias, res ? res + c0 : NULL, (size_t)cols,
+                   &s->act);
 }
 
 /* One (image, chunk of tiles, output-channel part) of a Winograd conv: input transform of
@@ -199,8 +197,8 @@ static void wino_task(void *arg, int task, int thread)
     int o0 = part * ocs, o1 = o0 + ocs < cout ? o0 + ocs : cout;
     const float *x = j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]);
     float *y = j->c->ptr[s->out] + img * vsize(j, s->out);
-    const float *res = s->residual >= 0 ? j->c->ptr[s->residual] + img * vsize(j, s->residual)
-                                        : NULL;
+    const float *res =
+        s->residual >= 0 ? j->c->ptr[s->residual] + img * vsize(j, s->residual) : NULL;
     float *v = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
     float *mm = v + (size_t)WINO_POS * cin * WINO_CHUNK;
     kern->wino_input(x, cin, g->h_in, g->w_in, g->pt, g->pl, tw, t0, t1, v, WINO_CHUNK);
@@ -209,8 +207,8 @@ static void wino_task(void *arg, int task, int thread)
     act_params none = {ACT_NONE, 0, 0};
     for (int q = 0; q < WINO_POS; q++) {
         gemm_b bs = {v + (size_t)q * cin * WINO_CHUNK, WINO_CHUNK, NULL, 0, 0};
-        kern->gemm(u + (size_t)q * per, o1 - o0, cin, &bs, 0, nt,
-                   mm + (size_t)q * ocs * WINO_CHUNK, WINO_CHUNK, NULL, NULL, 0, &none);
+        kern->gemm(u + (size_t)q * per, o1 - o0, cin, &bs, 0, nt, mm + (size_t)q * ocs * WINO_CHUNK,
+                   WINO_CHUNK, NULL, NULL, 0, &none);
     }
     kern->wino_output(mm, (size_t)ocs, WINO_CHUNK, o0, o1, t0, t1, tw, g->h_out, g->w_out,
                       W(j, s->b_off), res, y, &s->act);
@@ -252,8 +250,8 @@ static void gemm_task(void *arg, int task, int thread)
     const job *j = arg;
     const step *s = j->s;
     int o0 = task * GEMM_CHUNK, o1 = o0 + GEMM_CHUNK < s->nout ? o0 + GEMM_CHUNK : s->nout;
-    j->c->m->plan.kern->fc(j->c->ptr[s->in[0]], j->n, s->k, W(j, s->w_off), o0, o1,
-                           W(j, s->b_off), j->c->ptr[s->out], (size_t)s->nout, &s->act);
+    j->c->m->plan.kern->fc(j->c->ptr[s->in[0]], j->n, s->k, W(j, s->w_off), o0, o1, W(j, s->b_off),
+                           j->c->ptr[s->out], (size_t)s->nout, &s->act);
 }
 
 /* General broadcasting for Add/Mul: strides from the padded 5-d shapes (batch dim = 0). */
@@ -294,11 +292,14 @@ static void image_task(void *arg, int img, int thread)
     float *y = j->c->ptr[s->out] + img * osz;
     switch (s->kind) {
     case S_BINARY: {
-        const float *b = s->b_const ? W(j, s->b_off)
-                                    : j->c->ptr[s->in[1]] + img * vsize(j, s->in[1]);
-        if (s->bin_mode == BIN_SAME) k->binary(x, b, y, osz, s->mul);
-        else if (s->bin_mode == BIN_CHAN) k->binary_chan(x, b, y, s->chan_c, s->chan_hw, s->mul);
-        else binary_general(j, img, x, b, y);
+        const float *b =
+            s->b_const ? W(j, s->b_off) : j->c->ptr[s->in[1]] + img * vsize(j, s->in[1]);
+        if (s->bin_mode == BIN_SAME)
+            k->binary(x, b, y, osz, s->mul);
+        else if (s->bin_mode == BIN_CHAN)
+            k->binary_chan(x, b, y, s->chan_c, s->chan_hw, s->mul);
+        else
+            binary_general(j, img, x, b, y);
         break;
     }
     case S_CONCAT: {
@@ -324,7 +325,8 @@ static void image_task(void *arg, int img, int thread)
             for (int in = 0; in < s->sm_inner; in++) { /* strided: rare, plain loops */
                 float mx = xo[in];
                 for (int q = 1; q < s->sm_n; q++)
-                    if (xo[(size_t)q * s->sm_inner + in] > mx) mx = xo[(size_t)q * s->sm_inner + in];
+                    if (xo[(size_t)q * s->sm_inner + in] > mx)
+                        mx = xo[(size_t)q * s->sm_inner + in];
                 float sum = 0.0f;
                 for (int q = 0; q < s->sm_n; q++) {
                     float e = expf(xo[(size_t)q * s->sm_inner + in] - mx);
@@ -357,8 +359,7 @@ static void run_step(cvy_context *c, const step *s, int n)
     }
 }
 
-cvy_status cvy_context_run(cvy_context *c, int n, const float *input, float *output,
-                           cvy_error *err)
+cvy_status cvy_context_run(cvy_context *c, int n, const float *input, float *output, cvy_error *err)
 {
     if (!c || !output) return cvy_fail(err, CVY_ERR_ARG, "run: NULL context or output");
     if (n < 1 || n > c->max_batch)

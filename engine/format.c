@@ -8,15 +8,15 @@
 
 #include "util.h"
 
-#define HEADER_SIZE 64
-#define ENTRY_SIZE 32
-#define PREPROC_SIZE 64
-#define GRAPH_HEADER 32
-#define TENSOR_REC 48
-#define NODE_REC 192
-#define MAX_SECTIONS 16
+#define HEADER_SIZE   64
+#define ENTRY_SIZE    32
+#define PREPROC_SIZE  64
+#define GRAPH_HEADER  32
+#define TENSOR_REC    48
+#define NODE_REC      192
+#define MAX_SECTIONS  16
 #define GOLDEN_HEADER 32
-#define N_SEC_TYPES 6 /* types 1..5 */
+#define N_SEC_TYPES   6 /* types 1..5 */
 
 static const char MAGIC[8] = {'C', 'V', 'Y', 'M', 'O', 'D', 'E', 'L'};
 
@@ -43,7 +43,7 @@ static const char *const OP_NAMES[OP_COUNT_] = {
 };
 
 static const char *const SECTION_NAMES[N_SEC_TYPES] = {"?",       "GRAPH",  "WEIGHTS",
-                                                        "PREPROC", "LABELS", "GOLDEN"};
+                                                       "PREPROC", "LABELS", "GOLDEN"};
 
 const char *fmt_op_name(uint32_t op)
 {
@@ -111,8 +111,8 @@ static cvy_status parse_table(const uint8_t *b, size_t size, section secs[N_SEC_
     uint32_t count = rd32(b + 24);
     uint64_t table = rd64(b + 32);
     if (count < 1 || count > MAX_SECTIONS)
-        return cvy_fail(err, CVY_ERR_FORMAT, "header: section count %u out of range 1..%d",
-                        count, MAX_SECTIONS);
+        return cvy_fail(err, CVY_ERR_FORMAT, "header: section count %u out of range 1..%d", count,
+                        MAX_SECTIONS);
     if (table != HEADER_SIZE)
         return cvy_fail(err, CVY_ERR_FORMAT, "header: section table offset %llu is not 64",
                         (unsigned long long)table);
@@ -209,8 +209,7 @@ static cvy_status parse_labels(const uint8_t *p, uint64_t len, fmt_model *m, cvy
             return cvy_fail(err, CVY_ERR_FORMAT, "LABELS: label %u has bad length %u", i, n);
         for (uint32_t k = 0; k < n; k++)
             if (p[pos + k] < 0x20 || p[pos + k] == 0x7f)
-                return cvy_fail(err, CVY_ERR_FORMAT, "LABELS: label %u has a control character",
-                                i);
+                return cvy_fail(err, CVY_ERR_FORMAT, "LABELS: label %u has a control character", i);
         m->labels[i] = malloc(n + 1);
         if (!m->labels[i]) return cvy_fail(err, CVY_ERR_NOMEM, "LABELS: out of memory");
         memcpy(m->labels[i], p + pos, n);
@@ -230,10 +229,9 @@ static cvy_status parse_golden(const uint8_t *p, uint64_t len, fmt_model *m, cvy
         return cvy_fail(err, CVY_ERR_FORMAT, "section GOLDEN: shorter than its header");
     uint32_t n = rd32(p), in = rd32(p + 4), out = rd32(p + 8);
     float rtol = rdf(p + 12), atol = rdf(p + 16);
-    if (n < 1 || n > FMT_MAX_GOLDEN || in < 1 || in > FMT_MAX_DIM || out < 1 ||
-        out > FMT_MAX_DIM)
-        return cvy_fail(err, CVY_ERR_FORMAT, "GOLDEN: %u images of %u -> %u floats out of range",
-                        n, in, out);
+    if (n < 1 || n > FMT_MAX_GOLDEN || in < 1 || in > FMT_MAX_DIM || out < 1 || out > FMT_MAX_DIM)
+        return cvy_fail(err, CVY_ERR_FORMAT, "GOLDEN: %u images of %u -> %u floats out of range", n,
+                        in, out);
     if (!(rtol >= 0.0f && rtol < 1e30f) || !(atol >= 0.0f && atol < 1e30f))
         return cvy_fail(err, CVY_ERR_FORMAT, "GOLDEN: tolerances must be finite and >= 0");
     if (rd32(p + 20) || rd32(p + 24) || rd32(p + 28))
@@ -285,8 +283,8 @@ static cvy_status parse_tensor(const uint8_t *r, uint32_t i, const section *w, c
         return cvy_fail(err, CVY_ERR_SHAPE, "tensor %u: %llu bytes of data, dims need %llu", i,
                         (unsigned long long)nbytes, (unsigned long long)(elems * 4));
     if (off % 64 != 0)
-        return cvy_fail(err, CVY_ERR_FORMAT, "tensor %u: weight offset %llu not 64-byte aligned",
-                        i, (unsigned long long)off);
+        return cvy_fail(err, CVY_ERR_FORMAT, "tensor %u: weight offset %llu not 64-byte aligned", i,
+                        (unsigned long long)off);
     if (off > w->size || nbytes > w->size - off)
         return cvy_fail(err, CVY_ERR_FORMAT,
                         "tensor %u: weight bytes %llu..%llu outside WEIGHTS (size %llu)", i,
@@ -313,21 +311,21 @@ static cvy_status parse_node(const uint8_t *r, uint32_t i, uint32_t n_tensors, f
         return cvy_fail(err, CVY_ERR_UNSUPPORTED, "node %u '%s': unknown op %u", i, nd->name,
                         nd->op);
     if (nd->n_in < 1 || nd->n_in > FMT_MAX_INPUTS)
-        return cvy_fail(err, CVY_ERR_FORMAT, "node %u '%s': %u inputs, must be 1..%d", i,
-                        nd->name, nd->n_in, FMT_MAX_INPUTS);
+        return cvy_fail(err, CVY_ERR_FORMAT, "node %u '%s': %u inputs, must be 1..%d", i, nd->name,
+                        nd->n_in, FMT_MAX_INPUTS);
     for (uint32_t k = 0; k < FMT_MAX_INPUTS; k++) {
         if (k >= nd->n_in) {
             if (nd->in[k] != 0)
-                return cvy_fail(err, CVY_ERR_FORMAT, "node %u '%s': unused input slot not zero",
-                                i, nd->name);
+                return cvy_fail(err, CVY_ERR_FORMAT, "node %u '%s': unused input slot not zero", i,
+                                nd->name);
         } else if (nd->in[k] >= n_tensors) {
             return cvy_fail(err, CVY_ERR_FORMAT, "node %u '%s': input %u is tensor %u of %u", i,
                             nd->name, k, nd->in[k], n_tensors);
         }
     }
     if (nd->out >= n_tensors)
-        return cvy_fail(err, CVY_ERR_FORMAT, "node %u '%s': output is tensor %u of %u", i,
-                        nd->name, nd->out, n_tensors);
+        return cvy_fail(err, CVY_ERR_FORMAT, "node %u '%s': output is tensor %u of %u", i, nd->name,
+                        nd->out, n_tensors);
     return CVY_OK;
 }
 
@@ -360,8 +358,8 @@ static cvy_status parse_graph(const uint8_t *b, const section *g, const section 
     m->n_tensors = nt;
     m->n_nodes = nn;
     for (uint32_t i = 0; i < nt; i++) {
-        cvy_status s = parse_tensor(p + GRAPH_HEADER + (uint64_t)i * TENSOR_REC, i, w, b,
-                                    &m->tensors[i], err);
+        cvy_status s =
+            parse_tensor(p + GRAPH_HEADER + (uint64_t)i * TENSOR_REC, i, w, b, &m->tensors[i], err);
         if (s != CVY_OK) return s;
     }
     const uint8_t *nodes = p + GRAPH_HEADER + (uint64_t)nt * TENSOR_REC;
@@ -377,8 +375,7 @@ cvy_status fmt_parse(const void *buf, size_t size, fmt_model *out, cvy_error *er
     const uint8_t *b = buf;
     memset(out, 0, sizeof *out);
     if (!buf || size < HEADER_SIZE)
-        return cvy_fail(err, CVY_ERR_FORMAT, "file too short (%zu bytes) for a .cvy header",
-                        size);
+        return cvy_fail(err, CVY_ERR_FORMAT, "file too short (%zu bytes) for a .cvy header", size);
     if (memcmp(b, MAGIC, 8) != 0)
         return cvy_fail(err, CVY_ERR_FORMAT, "bad magic: not a .cvy model file");
     if (crc(b, 60) != rd32(b + 60))
@@ -397,8 +394,9 @@ cvy_status fmt_parse(const void *buf, size_t size, fmt_model *out, cvy_error *er
                         size, (unsigned long long)fsize);
     section secs[N_SEC_TYPES] = {{0}};
     cvy_status s = parse_table(b, size, secs, err);
-    if (s == CVY_OK) s = parse_preproc(b + secs[FMT_SEC_PREPROC].off,
-                                       secs[FMT_SEC_PREPROC].size, &out->preproc, err);
+    if (s == CVY_OK)
+        s = parse_preproc(b + secs[FMT_SEC_PREPROC].off, secs[FMT_SEC_PREPROC].size, &out->preproc,
+                          err);
     if (s == CVY_OK && secs[FMT_SEC_LABELS].present)
         s = parse_labels(b + secs[FMT_SEC_LABELS].off, secs[FMT_SEC_LABELS].size, out, err);
     if (s == CVY_OK) s = parse_graph(b, &secs[FMT_SEC_GRAPH], &secs[FMT_SEC_WEIGHTS], out, err);
@@ -423,18 +421,17 @@ cvy_status fmt_serialize(const fmt_model *m, uint8_t **out, size_t *size, cvy_er
     for (uint32_t i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].kind == FMT_WEIGHT)
             wsize = cvy_round_up(wsize, 64) + fmt_tensor_elems(&m->tensors[i]) * 4;
-    uint64_t gsize = GRAPH_HEADER + (uint64_t)m->n_tensors * TENSOR_REC +
-                     (uint64_t)m->n_nodes * NODE_REC;
+    uint64_t gsize =
+        GRAPH_HEADER + (uint64_t)m->n_tensors * TENSOR_REC + (uint64_t)m->n_nodes * NODE_REC;
     uint64_t lsize = 4;
     for (int i = 0; i < m->n_labels; i++) lsize += 4 + strlen(m->labels[i]);
-    uint64_t gold = m->n_golden
-                        ? GOLDEN_HEADER + 4 * ((uint64_t)m->n_golden * m->golden_in_size +
-                                               (uint64_t)m->n_golden * m->golden_out_size)
-                        : 0;
+    uint64_t gold = m->n_golden ? GOLDEN_HEADER + 4 * ((uint64_t)m->n_golden * m->golden_in_size +
+                                                       (uint64_t)m->n_golden * m->golden_out_size)
+                                : 0;
     /* the sections present, in type order */
     int types[N_SEC_TYPES], nsec = 0;
-    uint64_t off[N_SEC_TYPES] = {0}, len[N_SEC_TYPES] = {0, gsize, wsize, PREPROC_SIZE, lsize,
-                                                         gold};
+    uint64_t off[N_SEC_TYPES] = {0},
+             len[N_SEC_TYPES] = {0, gsize, wsize, PREPROC_SIZE, lsize, gold};
     for (int t = 1; t < N_SEC_TYPES; t++)
         if (t <= FMT_SEC_PREPROC || (t == FMT_SEC_LABELS && m->n_labels > 0) ||
             (t == FMT_SEC_GOLDEN && m->n_golden > 0))
@@ -446,8 +443,9 @@ cvy_status fmt_serialize(const fmt_model *m, uint8_t **out, size_t *size, cvy_er
         pos = cvy_round_up(total, 64);
     }
     uint8_t *b = calloc(1, total);
-    if (!b) return cvy_fail(err, CVY_ERR_NOMEM, "out of memory writing a %llu-byte model",
-                            (unsigned long long)total);
+    if (!b)
+        return cvy_fail(err, CVY_ERR_NOMEM, "out of memory writing a %llu-byte model",
+                        (unsigned long long)total);
 
     /* GRAPH and WEIGHTS */
     uint8_t *g = b + off[FMT_SEC_GRAPH];
@@ -478,7 +476,8 @@ cvy_status fmt_serialize(const fmt_model *m, uint8_t **out, size_t *size, cvy_er
         uint8_t *r = nodes + (uint64_t)i * NODE_REC;
         wr32(r, nd->op);
         wr32(r + 4, nd->n_in);
-        for (uint32_t k = 0; k < nd->n_in && k < FMT_MAX_INPUTS; k++) wr32(r + 8 + 4 * k, nd->in[k]);
+        for (uint32_t k = 0; k < nd->n_in && k < FMT_MAX_INPUTS; k++)
+            wr32(r + 8 + 4 * k, nd->in[k]);
         wr32(r + 32, nd->out);
         for (int k = 0; k < 16; k++) wr32(r + 36 + 4 * k, (uint32_t)nd->ia[k]);
         for (int k = 0; k < 8; k++) wrf(r + 100 + 4 * k, nd->fa[k]);
@@ -593,8 +592,10 @@ int fmt_add_weight(fmt_model *m, uint32_t ndim, const uint32_t *dims, const floa
         m->n_tensors--;
         return -1;
     }
-    if (data) memcpy(copy, data, n * sizeof(float));
-    else memset(copy, 0, n * sizeof(float));
+    if (data)
+        memcpy(copy, data, n * sizeof(float));
+    else
+        memset(copy, 0, n * sizeof(float));
     t->data = copy;
     t->owned = 1;
     return i;
@@ -634,8 +635,8 @@ int fmt_add_label(fmt_model *m, const char *label)
     return m->n_labels++;
 }
 
-int fmt_set_golden(fmt_model *m, uint32_t n, uint32_t in_size, const float *in,
-                   uint32_t out_size, const float *out, float rtol, float atol)
+int fmt_set_golden(fmt_model *m, uint32_t n, uint32_t in_size, const float *in, uint32_t out_size,
+                   const float *out, float rtol, float atol)
 {
     float *gi = malloc((size_t)n * in_size * sizeof(float) + 1);
     float *go = malloc((size_t)n * out_size * sizeof(float) + 1);

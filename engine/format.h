@@ -8,13 +8,13 @@
 #include <stdint.h>
 #include "convoy.h"
 
-#define FMT_VERSION 1
-#define FMT_MAX_INPUTS 6
-#define FMT_NAME_LEN 60
+#define FMT_VERSION     1
+#define FMT_MAX_INPUTS  6
+#define FMT_NAME_LEN    60
 #define FMT_MAX_TENSORS 65536
-#define FMT_MAX_DIM (1u << 24)
-#define FMT_MAX_ELEMS (1ull << 31)
-#define FMT_MAX_LABEL 255
+#define FMT_MAX_DIM     (1u << 24)
+#define FMT_MAX_ELEMS   (1ull << 31)
+#define FMT_MAX_LABEL   255
 
 enum fmt_section {
     FMT_SEC_GRAPH = 1,
@@ -106,8 +106,8 @@ int fmt_add_node(fmt_model *m, uint32_t op, uint32_t n_in, const uint32_t *in, u
                  const int32_t *ia, const float *fa, const char *name);
 int fmt_add_label(fmt_model *m, const char *label);
 /* Copies n golden input/output pairs into m (replacing any); returns 0, or -1 on OOM. */
-int fmt_set_golden(fmt_model *m, uint32_t n, uint32_t in_size, const float *in,
-                   uint32_t out_size, const float *out, float rtol, float atol);
+int fmt_set_golden(fmt_model *m, uint32_t n, uint32_t in_size, const float *in, uint32_t out_size,
+                   const float *out, float rtol, float atol);
 
 /* Number of elements of a tensor record (product of dims; 1 for ndim 0 weights). */
 uint64_t fmt_tensor_elems(const fmt_tensor *t);

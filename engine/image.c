@@ -60,11 +60,9 @@ static uint64_t pnm_data_end(const uint8_t *d, size_t n, uint64_t w, uint64_t h,
     uint64_t maxv = 0;
     for (int k = 0; k < 3; k++) {
         for (;;) {
-            while (i < n && (d[i] == ' ' || (d[i] >= '\t' && d[i] <= '\r')))
-                i++;
+            while (i < n && (d[i] == ' ' || (d[i] >= '\t' && d[i] <= '\r'))) i++;
             if (i < n && d[i] == '#') {
-                while (i < n && d[i] != '\n' && d[i] != '\r')
-                    i++;
+                while (i < n && d[i] != '\n' && d[i] != '\r') i++;
                 continue;
             }
             break;
@@ -205,8 +203,7 @@ static void convert_color(const uint8_t *src, int sc, uint8_t *dst, int dc, int 
             dst[i] = (uint8_t)((299u * s[0] + 587u * s[1] + 114u * s[2] + 500u) / 1000u);
         }
     } else if (sc == 1) {
-        for (size_t i = 0; i < n; i++)
-            dst[3 * i] = dst[3 * i + 1] = dst[3 * i + 2] = src[i];
+        for (size_t i = 0; i < n; i++) dst[3 * i] = dst[3 * i + 1] = dst[3 * i + 2] = src[i];
     } else {
         for (size_t i = 0; i < n; i++) {
             dst[3 * i] = src[3 * i + (bgr ? 2 : 0)];

@@ -14,11 +14,11 @@
 typedef enum act_type {
     ACT_NONE = 0,
     ACT_RELU,
-    ACT_CLIP,       /* min(max(x, a), b) */
-    ACT_LEAKY,      /* x >= 0 ? x : a*x */
-    ACT_SIGMOID,    /* 1/(1+exp(-x)) */
+    ACT_CLIP,        /* min(max(x, a), b) */
+    ACT_LEAKY,       /* x >= 0 ? x : a*x */
+    ACT_SIGMOID,     /* 1/(1+exp(-x)) */
     ACT_HARDSIGMOID, /* max(0, min(1, a*x + b)) */
-    ACT_HARDSWISH,  /* x * max(0, min(1, x/6 + 1/2)) */
+    ACT_HARDSWISH,   /* x * max(0, min(1, x/6 + 1/2)) */
 } act_type;
 
 typedef struct act_params {
@@ -51,8 +51,8 @@ typedef struct cvy_kernels {
 
     /* y[r*ld + j] = act(y[r*ld + j] + bias[r] + res[r*ld + j]) for r < rows, j < cols;
      * bias and res may be NULL. The conv/gemm epilogue. */
-    void (*bias_act)(float *y, int rows, int cols, size_t ld, const float *bias,
-                     const float *res, size_t res_ld, const act_params *act);
+    void (*bias_act)(float *y, int rows, int cols, size_t ld, const float *bias, const float *res,
+                     size_t res_ld, const act_params *act);
 
     /* Elementwise activation y[i] = act(x[i]), i < n (x == y allowed). */
     void (*act)(const float *x, float *y, size_t n, const act_params *act);
@@ -66,8 +66,7 @@ typedef struct cvy_kernels {
      * count_pad says whether cells of the explicit padding count in the divisor; cells a
      * ceil_mode window reaches beyond the padding never count. */
     void (*maxpool)(const float *x, float *y, const conv_geom *g, int c0, int c1);
-    void (*avgpool)(const float *x, float *y, const conv_geom *g, int c0, int c1,
-                    int count_pad);
+    void (*avgpool)(const float *x, float *y, const conv_geom *g, int c0, int c1, int count_pad);
 
     /* y[c] = mean of x[c*hw .. c*hw+hw), c < channels. */
     void (*gap)(const float *x, float *y, int channels, int hw);
@@ -80,8 +79,7 @@ typedef struct cvy_kernels {
     void (*fc)(const float *x, int n, int k, const float *w, int o0, int o1, const float *bias,
                float *y, size_t ldy, const act_params *act);
     /* im2col, as cvy_im2col below (the reference). */
-    void (*im2col)(const float *x, float *col, const conv_geom *g, int cin_g, int col0,
-                   int col1);
+    void (*im2col)(const float *x, float *col, const conv_geom *g, int cin_g, int col0, int col1);
 
     /* Own GEMM for convolutions (NULL: the engine uses OpenBLAS sgemm). Weights are packed
      * once at load by gemm_pack into panels of gemm_mr rows (gemm_packed_size floats for an
@@ -92,19 +90,18 @@ typedef struct cvy_kernels {
     int gemm_mr;
     size_t (*gemm_packed_size)(int m, int k);
     void (*gemm_pack)(const float *a, int m, int k, float *packed);
-    void (*gemm)(const float *packed, int m, int k, const struct gemm_b *b, int j0, int n,
-                 float *c, size_t ldc, const float *bias, const float *res, size_t ldres,
+    void (*gemm)(const float *packed, int m, int k, const struct gemm_b *b, int j0, int n, float *c,
+                 size_t ldc, const float *bias, const float *res, size_t ldres,
                  const act_params *act);
     /* Winograd F(4,3) input transform, as wino_input_tiles in winograd.h (the reference). */
     void (*wino_input)(const float *x, int cin, int h, int w, int pt, int pl, int tw, int t0,
                        int t1, float *v, size_t ldv);
     /* Winograd output transform + epilogue, as wino_output_tiles (the reference). */
     void (*wino_output)(const float *m, size_t ocs, size_t ldm, int o0, int o1, int t0, int t1,
-                        int tw, int h_out, int w_out, const float *bias, const float *res,
-                        float *y, const act_params *act);
+                        int tw, int h_out, int w_out, const float *bias, const float *res, float *y,
+                        const act_params *act);
     /* y[c*hw + i] = a[c*hw + i] (+ or *) b[c], channel broadcast. */
-    void (*binary_chan)(const float *a, const float *b, float *y, int channels, int hw,
-                        int mul);
+    void (*binary_chan)(const float *a, const float *b, float *y, int channels, int hw, int mul);
 } cvy_kernels;
 
 /* The reference table and the optimized ones (NULL where the build lacks the ISA). */
@@ -114,14 +111,13 @@ const cvy_kernels *cvy_kernels_avx512(void);
 
 /* Reference convolution, direct loops, for tests and CVY_ISA_REF: one image, all groups.
  * x (C_in, H, W), w (C_out, C_in/group, KH, KW), bias (C_out) or NULL, y (C_out, OH, OW). */
-void cvy_conv_ref(const float *x, const float *w, const float *bias, float *y,
-                  const conv_geom *g, const act_params *act);
+void cvy_conv_ref(const float *x, const float *w, const float *bias, float *y, const conv_geom *g,
+                  const act_params *act);
 
 /* im2col of one group of one image for output columns [col0, col1) (column = oy*OW + ox):
  * col (K = cin_g*KH*KW rows, ld = col1-col0), padded cells zero. x points at the group's
  * first input channel. */
-void cvy_im2col(const float *x, float *col, const conv_geom *g, int cin_g, int col0,
-                int col1);
+void cvy_im2col(const float *x, float *col, const conv_geom *g, int cin_g, int col0, int col1);
 
 /* Softmax over n values: y = exp(x - max) / sum. Reference only (tiny). */
 void cvy_softmax(const float *x, float *y, int n);

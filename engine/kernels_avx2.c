@@ -22,7 +22,8 @@ static inline __m256 exp8(__m256 x)
     y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
     y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
     y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
@@ -39,8 +40,7 @@ static inline __m256 act8(__m256 v, const act_params *a)
         __m256 neg = _mm256_mul_ps(v, _mm256_set1_ps(a->a));
         return _mm256_blendv_ps(neg, v, _mm256_cmp_ps(v, zero, _CMP_GE_OQ));
     }
-    case ACT_SIGMOID:
-        return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, v))));
+    case ACT_SIGMOID: return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, v))));
     case ACT_HARDSIGMOID: {
         __m256 t = _mm256_add_ps(_mm256_mul_ps(_mm256_set1_ps(a->a), v), _mm256_set1_ps(a->b));
         return _mm256_min_ps(_mm256_max_ps(t, zero), one);
@@ -344,8 +344,8 @@ static void dot4x4(const float *x, int k, const float *w, float out[4][4])
             __m256 xv = _mm256_maskload_ps(x + (size_t)i * k + q, m);
 #pragma GCC unroll 4
             for (int o = 0; o < 4; o++)
-                acc[i][o] = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w + (size_t)o * k + q, m),
-                                            acc[i][o]);
+                acc[i][o] =
+                    _mm256_fmadd_ps(xv, _mm256_maskload_ps(w + (size_t)o * k + q, m), acc[i][o]);
         }
     }
 #pragma GCC unroll 4
@@ -377,8 +377,8 @@ static void dot1x4(const float *x, int k, const float *w, float out[4])
 
 /* Outputs outer, images inner: each block of 4 weight rows is read from memory once and
  * reused for every image while it sits in cache. */
-static void avx2_fc(const float *x, int n, int k, const float *w, int o0, int o1,
-                    const float *bias, float *y, size_t ldy, const act_params *act)
+static void avx2_fc(const float *x, int n, int k, const float *w, int o0, int o1, const float *bias,
+                    float *y, size_t ldy, const act_params *act)
 {
     int o = o0;
     for (; o + 4 <= o1; o += 4) {
@@ -412,8 +412,8 @@ static void im2col_run(float *row, const float *src, int ox, int run, int sw, in
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (int t = 0; t < run; t += 8) {
         __m256i o = _mm256_add_epi32(_mm256_set1_epi32(ox + t), lane);
-        __m256i ix = _mm256_add_epi32(_mm256_mullo_epi32(o, _mm256_set1_epi32(sw)),
-                                      _mm256_set1_epi32(base));
+        __m256i ix =
+            _mm256_add_epi32(_mm256_mullo_epi32(o, _mm256_set1_epi32(sw)), _mm256_set1_epi32(base));
         __m256i ok = _mm256_and_si256(_mm256_cmpgt_epi32(ix, _mm256_set1_epi32(-1)),
                                       _mm256_cmpgt_epi32(_mm256_set1_epi32(w_in), ix));
         __m256 v;

@@ -26,8 +26,8 @@ static inline __m512 exp16(__m512 x)
     y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
     y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
     y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
-    __m512i e = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+    __m512i e =
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
     return _mm512_mul_ps(y, _mm512_castsi512_ps(e));
 }
 
@@ -44,8 +44,7 @@ static inline __m512 act16(__m512 v, const act_params *a)
         __mmask16 neg = _mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ);
         return _mm512_mask_mul_ps(v, neg, v, _mm512_set1_ps(a->a));
     }
-    case ACT_SIGMOID:
-        return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(zero, v))));
+    case ACT_SIGMOID: return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(zero, v))));
     case ACT_HARDSIGMOID: {
         __m512 t = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(a->a), v), _mm512_set1_ps(a->b));
         return _mm512_min_ps(_mm512_max_ps(t, zero), one);
@@ -72,34 +71,30 @@ static void pack(const float *a, int m, int k, float *out)
             }
 }
 
-static inline __mmask16 cols_mask(int n)
-{
-    return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
-}
+static inline __mmask16 cols_mask(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
 
 /* The k loop of a micro-tile: ROW(q) gives B's row q; TWO says whether the second 16 columns
  * are live. Accumulators are named registers thanks to full unrolling over MR. */
-#define TILE_LOOP(ROW, TWO)                                                                  \
-    for (int q = 0; q < k; q++) {                                                            \
-        const float *bq = ROW(q);                                                            \
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, bq);                                           \
-        __m512 b1 = TWO ? _mm512_maskz_loadu_ps(m1, bq + 16) : b0;                           \
-        const float *aq = ap + (size_t)q * MR;                                               \
-        _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++)                                \
-        {                                                                                    \
-            __m512 av = _mm512_set1_ps(aq[r]);                                               \
-            acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);                                      \
-            if (TWO) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);                             \
-        }                                                                                    \
+#define TILE_LOOP(ROW, TWO)                                                                        \
+    for (int q = 0; q < k; q++) {                                                                  \
+        const float *bq = ROW(q);                                                                  \
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, bq);                                                 \
+        __m512 b1 = TWO ? _mm512_maskz_loadu_ps(m1, bq + 16) : b0;                                 \
+        const float *aq = ap + (size_t)q * MR;                                                     \
+        _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++)                                      \
+        {                                                                                          \
+            __m512 av = _mm512_set1_ps(aq[r]);                                                     \
+            acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);                                            \
+            if (TWO) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);                                   \
+        }                                                                                          \
     }
-#define ROW_STRIDED(q) (bs->b + (size_t)(q) * bs->ldb + j)
-#define ROW_OFFSET(q) (bs->b + bs->off[q] + j)
+#define ROW_STRIDED(q) (bs->b + (size_t)(q)*bs->ldb + j)
+#define ROW_OFFSET(q)  (bs->b + bs->off[q] + j)
 
 /* One micro-tile: mr <= MR rows, columns [j, j + nc) with nc <= NR, full k, epilogue fused.
  * c and res address output column 0 of row 0. */
 static void tile(const float *ap, int k, const gemm_b *bs, int j, int nc, float *c, size_t ldc,
-                 int mr, const float *bias, const float *res, size_t ldres,
-                 const act_params *act)
+                 int mr, const float *bias, const float *res, size_t ldres, const act_params *act)
 {
     __mmask16 m0 = cols_mask(nc), m1 = nc > 16 ? cols_mask(nc - 16) : 0;
     __m512 acc0[MR], acc1[MR];
@@ -167,28 +162,27 @@ static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, in
 /* Sums of NI x NO dot products of length k: x rows at stride k, w rows at stride k. Every
  * element gets the same arithmetic (16-lane FMA chain over k, masked tail, one reduction)
  * whatever NI and NO, so an image's outputs never depend on its batch. */
-#define FC_BLOCK(NI, NO)                                                                     \
-    static void dot##NI##x##NO(const float *x, int k, const float *w, float out[NI][NO])   \
-    {                                                                                        \
-        __m512 acc[NI][NO];                                                                  \
-        _Pragma("GCC unroll 4") for (int i = 0; i < NI; i++)                                 \
-            _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) acc[i][o] =                 \
-                _mm512_setzero_ps();                                                         \
-        for (int q = 0; q < k; q += 16) {                                                    \
-            __mmask16 m = cols_mask(k - q);                                                  \
-            __m512 wv[NO];                                                                   \
-            _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) wv[o] =                     \
-                _mm512_maskz_loadu_ps(m, w + (size_t)o * k + q);                             \
-            _Pragma("GCC unroll 4") for (int i = 0; i < NI; i++)                             \
-            {                                                                                \
-                __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)i * k + q);                 \
-                _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) acc[i][o] =             \
-                    _mm512_fmadd_ps(xv, wv[o], acc[i][o]);                                   \
-            }                                                                                \
-        }                                                                                    \
-        _Pragma("GCC unroll 4") for (int i = 0; i < NI; i++)                                 \
-            _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) out[i][o] =                 \
-                _mm512_reduce_add_ps(acc[i][o]);                                             \
+#define FC_BLOCK(NI, NO)                                                                           \
+    static void dot##NI##x##NO(const float *x, int k, const float *w, float out[NI][NO])           \
+    {                                                                                              \
+        __m512 acc[NI][NO];                                                                        \
+        _Pragma("GCC unroll 4") for (int i = 0; i < NI; i++)                                       \
+            _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) acc[i][o] = _mm512_setzero_ps();  \
+        for (int q = 0; q < k; q += 16) {                                                          \
+            __mmask16 m = cols_mask(k - q);                                                        \
+            __m512 wv[NO];                                                                         \
+            _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) wv[o] =                           \
+                _mm512_maskz_loadu_ps(m, w + (size_t)o * k + q);                                   \
+            _Pragma("GCC unroll 4") for (int i = 0; i < NI; i++)                                   \
+            {                                                                                      \
+                __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)i * k + q);                       \
+                _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) acc[i][o] =                   \
+                    _mm512_fmadd_ps(xv, wv[o], acc[i][o]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 4") for (int i = 0; i < NI; i++)                                       \
+            _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) out[i][o] =                       \
+                _mm512_reduce_add_ps(acc[i][o]);                                                   \
     }
 FC_BLOCK(4, 4)
 FC_BLOCK(1, 4)
@@ -245,8 +239,8 @@ static void depthwise(const float *x, const float *w, const float *bias, float *
         cvy_kernels_avx2()->depthwise(x, w, bias, y, g, c0, c1, act);
         return;
     }
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
-                                           28, 30);
+    const __m512i even =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     for (int c = c0; c < c1; c++) {
         const float *xc = x + (size_t)c * g->h_in * g->w_in;
         const float *wc = w + (size_t)c * g->kh * g->kw;
@@ -269,8 +263,8 @@ static void depthwise(const float *x, const float *w, const float *bias, float *
                             v = _mm512_maskz_loadu_ps(range_mask(s, g->w_in), xr + s);
                         } else {
                             __m512 lo = _mm512_maskz_loadu_ps(range_mask(s, g->w_in), xr + s);
-                            __m512 hi = _mm512_maskz_loadu_ps(range_mask(s + 16, g->w_in),
-                                                              xr + s + 16);
+                            __m512 hi =
+                                _mm512_maskz_loadu_ps(range_mask(s + 16, g->w_in), xr + s + 16);
                             v = _mm512_permutex2var_ps(lo, even, hi);
                         }
                         acc = _mm512_fmadd_ps(v, _mm512_set1_ps(wc[ky * g->kw + kx]), acc);
@@ -359,9 +353,9 @@ static inline void at16(const __m512 m[6], __m512 o[4])
 
 /* 16 tiles per step: contiguous loads of the 36 values, the transform on vectors, then the
  * 16 cells of each tile scattered to the output (masked at the image border). */
-static void wino_output16(const float *m, size_t ocs, size_t ldm, int o0, int o1, int t0,
-                          int t1, int tw, int h_out, int w_out, const float *bias,
-                          const float *res, float *y, const act_params *act)
+static void wino_output16(const float *m, size_t ocs, size_t ldm, int o0, int o1, int t0, int t1,
+                          int tw, int h_out, int w_out, const float *bias, const float *res,
+                          float *y, const act_params *act)
 {
     size_t cols = (size_t)h_out * w_out;
     for (int g0 = t0; g0 < t1; g0 += 16) {

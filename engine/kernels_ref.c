@@ -48,8 +48,8 @@ static void ref_act(const float *x, float *y, size_t n, const act_params *act)
     for (size_t i = 0; i < n; i++) y[i] = cvy_act1(x[i], act);
 }
 
-void cvy_conv_ref(const float *x, const float *w, const float *bias, float *y,
-                  const conv_geom *g, const act_params *act)
+void cvy_conv_ref(const float *x, const float *w, const float *bias, float *y, const conv_geom *g,
+                  const act_params *act)
 {
     int cin_g = g->c_in / g->group, cout_g = g->c_out / g->group;
     for (int oc = 0; oc < g->c_out; oc++) {
@@ -127,8 +127,7 @@ static void ref_maxpool(const float *x, float *y, const conv_geom *g, int c0, in
 
 /* ONNX AveragePool: with count_include_pad the divisor counts the window's cells inside the
  * padded input [-pt, H+pb) x [-pl, W+pr), never those a ceil_mode window adds beyond it. */
-static void ref_avgpool(const float *x, float *y, const conv_geom *g, int c0, int c1,
-                        int count_pad)
+static void ref_avgpool(const float *x, float *y, const conv_geom *g, int c0, int c1, int count_pad)
 {
     for (int c = c0; c < c1; c++) {
         const float *xc = x + (size_t)c * g->h_in * g->w_in;
@@ -172,8 +171,7 @@ static void ref_binary(const float *a, const float *b, float *y, size_t n, int m
         for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 
-static void ref_binary_chan(const float *a, const float *b, float *y, int channels, int hw,
-                            int mul)
+static void ref_binary_chan(const float *a, const float *b, float *y, int channels, int hw, int mul)
 {
     for (int c = 0; c < channels; c++) {
         const float *ac = a + (size_t)c * hw;
@@ -190,7 +188,7 @@ static void ref_binary_chan(const float *a, const float *b, float *y, int channe
  * [0, w_in): a zero prefix, a copied middle (memcpy for stride 1), a zero suffix. */
 static void im2col_run(float *row, const float *src, int ox, int run, int sw, int base, int w_in)
 {
-    int lo = base >= 0 ? 0 : (-base + sw - 1) / sw;          /* first ox with ix >= 0 */
+    int lo = base >= 0 ? 0 : (-base + sw - 1) / sw;             /* first ox with ix >= 0 */
     int hi = w_in - 1 - base < 0 ? -1 : (w_in - 1 - base) / sw; /* last ox with ix < w_in */
     int a = lo > ox ? lo : ox, b = hi + 1 < ox + run ? hi + 1 : ox + run;
     if (b < a) b = a;
@@ -241,8 +239,8 @@ void cvy_softmax(const float *x, float *y, int n)
     for (int i = 0; i < n; i++) y[i] *= inv;
 }
 
-static void ref_fc(const float *x, int n, int k, const float *w, int o0, int o1,
-                   const float *bias, float *y, size_t ldy, const act_params *act)
+static void ref_fc(const float *x, int n, int k, const float *w, int o0, int o1, const float *bias,
+                   float *y, size_t ldy, const act_params *act)
 {
     for (int i = 0; i < n; i++)
         for (int o = o0; o < o1; o++) {

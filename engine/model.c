@@ -40,7 +40,8 @@ static cvy_status load_buffer(cvy_engine *e, const uint8_t *buf, size_t size, cv
                      "graph input dims do not match PREPROC (%d channels, %dx%d)", want_c,
                      fm.preproc.height, fm.preproc.width);
     }
-    if (s == CVY_OK) s = plan_build(&fm, e->kern, e->isa != CVY_ISA_REF, e->winograd, &m->plan, err);
+    if (s == CVY_OK)
+        s = plan_build(&fm, e->kern, e->isa != CVY_ISA_REF, e->winograd, &m->plan, err);
     if (s == CVY_OK) {
         m->in_c = (int)in->dims[0];
         m->in_h = in->ndim > 1 ? (int)in->dims[1] : 1;

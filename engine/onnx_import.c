@@ -25,14 +25,27 @@
 #include "onnx.pb-c.h"
 #include "util.h"
 
-#define MAXR 8                     /* largest ONNX rank handled while folding */
+#define MAXR            8          /* largest ONNX rank handled while folding */
 #define MAX_MAP_WEIGHTS (1u << 24) /* largest one-hot matrix for the 1x1-conv rewrites */
-#define MAX_ONNX_BYTES (4ull << 30)
-#define MAX_FOLDED (1u << 27) /* largest constant computed while folding, in elements */
+#define MAX_ONNX_BYTES  (4ull << 30)
+#define MAX_FOLDED      (1u << 27) /* largest constant computed while folding, in elements */
 
 enum { V_NONE, V_ACT, V_CONST };
-enum { DT_FLOAT = 1, DT_UINT8, DT_INT8, DT_UINT16, DT_INT16, DT_INT32, DT_INT64, DT_STRING,
-       DT_BOOL, DT_FLOAT16, DT_DOUBLE, DT_UINT32, DT_UINT64 };
+enum {
+    DT_FLOAT = 1,
+    DT_UINT8,
+    DT_INT8,
+    DT_UINT16,
+    DT_INT16,
+    DT_INT32,
+    DT_INT64,
+    DT_STRING,
+    DT_BOOL,
+    DT_FLOAT16,
+    DT_DOUBLE,
+    DT_UINT32,
+    DT_UINT64
+};
 
 typedef struct oval {
     char *name;
@@ -65,7 +78,7 @@ typedef struct imp {
     const Onnx__NodeProto *node;
     int node_idx;
     const char *dir;
-    int one_d; /* converting a 1-D Conv/pool as 2-D with H = 1 */
+    int one_d;      /* converting a 1-D Conv/pool as 2-D with H = 1 */
     size_t in_size; /* floats per item of the graph input */
     float **mats;   /* matrices the lm_w tags point to */
     int n_mats, cap_mats;
@@ -84,8 +97,8 @@ __attribute__((format(printf, 3, 4))) static cvy_status nfail(imp *im, cvy_statu
     va_end(ap);
     if (!im->node) return cvy_fail(im->err, s, "%s", msg);
     const char *nm = im->node->name && *im->node->name ? im->node->name
-                     : im->node->n_output                 ? im->node->output[0]
-                                                          : "";
+                     : im->node->n_output              ? im->node->output[0]
+                                                       : "";
     return cvy_fail(im->err, s, "node %d '%.60s' (%.40s): %s", im->node_idx, nm,
                     im->node->op_type ? im->node->op_type : "?", msg);
 }
@@ -171,30 +184,50 @@ static oval *add_act(imp *im, const char *name, int rank, const int64_t *dims_in
 static float half_to_float(uint16_t h)
 {
     int s = h >> 15, e = (h >> 10) & 31, f = h & 1023;
-    float v = e == 0 ? ldexpf((float)f, -24) : e == 31 ? (f ? NAN : INFINITY)
-                                                       : ldexpf((float)(f | 1024), e - 25);
+    float v = e == 0    ? ldexpf((float)f, -24)
+              : e == 31 ? (f ? NAN : INFINITY)
+                        : ldexpf((float)(f | 1024), e - 25);
     return s ? -v : v;
 }
 
 static size_t dtype_size(int dt)
 {
     switch (dt) {
-    case DT_UINT8: case DT_INT8: case DT_BOOL: return 1;
-    case DT_UINT16: case DT_INT16: case DT_FLOAT16: return 2;
-    case DT_FLOAT: case DT_INT32: case DT_UINT32: return 4;
-    case DT_INT64: case DT_DOUBLE: case DT_UINT64: return 8;
+    case DT_UINT8:
+    case DT_INT8:
+    case DT_BOOL: return 1;
+    case DT_UINT16:
+    case DT_INT16:
+    case DT_FLOAT16: return 2;
+    case DT_FLOAT:
+    case DT_INT32:
+    case DT_UINT32: return 4;
+    case DT_INT64:
+    case DT_DOUBLE:
+    case DT_UINT64: return 8;
     }
     return 0;
 }
 
 static double raw_value(const uint8_t *p, int dt)
 {
-    union { uint8_t b[8]; float f; double d; int64_t i64; uint64_t u64; int32_t i32;
-            uint32_t u32; int16_t i16; uint16_t u16; int8_t i8; } u;
+    union {
+        uint8_t b[8];
+        float f;
+        double d;
+        int64_t i64;
+        uint64_t u64;
+        int32_t i32;
+        uint32_t u32;
+        int16_t i16;
+        uint16_t u16;
+        int8_t i8;
+    } u;
     memcpy(u.b, p, dtype_size(dt));
     switch (dt) {
     case DT_FLOAT: return u.f;
-    case DT_UINT8: case DT_BOOL: return u.b[0];
+    case DT_UINT8:
+    case DT_BOOL: return u.b[0];
     case DT_INT8: return u.i8;
     case DT_UINT16: return u.u16;
     case DT_INT16: return u.i16;
@@ -216,16 +249,19 @@ static cvy_status read_external(imp *im, const Onnx__TensorProto *t, size_t want
     for (size_t i = 0; i < t->n_external_data; i++) {
         const Onnx__StringStringEntryProto *e = t->external_data[i];
         if (!e->key || !e->value) continue;
-        if (!strcmp(e->key, "location")) loc = e->value;
-        else if (!strcmp(e->key, "offset")) off = atoll(e->value);
-        else if (!strcmp(e->key, "length")) len = atoll(e->value);
+        if (!strcmp(e->key, "location"))
+            loc = e->value;
+        else if (!strcmp(e->key, "offset"))
+            off = atoll(e->value);
+        else if (!strcmp(e->key, "length"))
+            len = atoll(e->value);
     }
     const char *tn = t->name ? t->name : "";
     if (!loc || strstr(loc, "..") || loc[0] == '/')
         return nfail(im, CVY_ERR_FORMAT, "tensor '%.80s': bad external data location", tn);
     if (len >= 0 && (size_t)len != want)
-        return nfail(im, CVY_ERR_FORMAT, "tensor '%.80s': external length %lld, expected %zu",
-                     tn, len, want);
+        return nfail(im, CVY_ERR_FORMAT, "tensor '%.80s': external length %lld, expected %zu", tn,
+                     len, want);
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", im->dir ? im->dir : ".", loc);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -247,25 +283,23 @@ static cvy_status read_external(imp *im, const Onnx__TensorProto *t, size_t want
     close(fd);
     if (got != want) {
         free(b);
-        return nfail(im, CVY_ERR_IO, "tensor '%.80s': external data file %.200s is too short",
-                     tn, path);
+        return nfail(im, CVY_ERR_IO, "tensor '%.80s': external data file %.200s is too short", tn,
+                     path);
     }
     *out = b;
     return CVY_OK;
 }
 
 /* Converts a TensorProto into a constant value named name. */
-static cvy_status tensor_const(imp *im, const Onnx__TensorProto *t, const char *name,
-                               oval **out)
+static cvy_status tensor_const(imp *im, const Onnx__TensorProto *t, const char *name, oval **out)
 {
     const char *tn = name ? name : "";
     int dt = t->has_data_type ? t->data_type : 0;
     if (dtype_size(dt) == 0)
-        return nfail(im, CVY_ERR_UNSUPPORTED, "tensor '%.80s': data type %d is not supported",
-                     tn, dt);
+        return nfail(im, CVY_ERR_UNSUPPORTED, "tensor '%.80s': data type %d is not supported", tn,
+                     dt);
     if (t->n_dims > MAXR)
-        return nfail(im, CVY_ERR_UNSUPPORTED, "tensor '%.80s': rank %zu > %d", tn, t->n_dims,
-                     MAXR);
+        return nfail(im, CVY_ERR_UNSUPPORTED, "tensor '%.80s': rank %zu > %d", tn, t->n_dims, MAXR);
     int64_t dims[MAXR];
     size_t n = 1;
     for (size_t d = 0; d < t->n_dims; d++) {
@@ -296,11 +330,11 @@ static cvy_status tensor_const(imp *im, const Onnx__TensorProto *t, const char *
         for (size_t i = 0; i < n; i++) v->v[i] = raw_value(raw + i * es, dt);
         free(ext);
     } else {
-        size_t have = dt == DT_FLOAT    ? t->n_float_data
-                      : dt == DT_INT64  ? t->n_int64_data
-                      : dt == DT_DOUBLE ? t->n_double_data
+        size_t have = dt == DT_FLOAT                       ? t->n_float_data
+                      : dt == DT_INT64                     ? t->n_int64_data
+                      : dt == DT_DOUBLE                    ? t->n_double_data
                       : dt == DT_UINT32 || dt == DT_UINT64 ? t->n_uint64_data
-                                                            : t->n_int32_data;
+                                                           : t->n_int32_data;
         if (have != n)
             return nfail(im, CVY_ERR_FORMAT, "tensor '%.80s': %zu values for %zu elements", tn,
                          have, n);
@@ -309,7 +343,8 @@ static cvy_status tensor_const(imp *im, const Onnx__TensorProto *t, const char *
             case DT_FLOAT: v->v[i] = t->float_data[i]; break;
             case DT_INT64: v->v[i] = (double)t->int64_data[i]; break;
             case DT_DOUBLE: v->v[i] = t->double_data[i]; break;
-            case DT_UINT32: case DT_UINT64: v->v[i] = (double)t->uint64_data[i]; break;
+            case DT_UINT32:
+            case DT_UINT64: v->v[i] = (double)t->uint64_data[i]; break;
             case DT_FLOAT16: v->v[i] = half_to_float((uint16_t)t->int32_data[i]); break;
             default: v->v[i] = t->int32_data[i];
             }
@@ -412,8 +447,7 @@ static const char *node_name(imp *im)
 }
 
 /* Adds node op over in[] producing a new activation; returns its tensor index or -1. */
-static int emit(imp *im, uint32_t op, int n_in, const int *in, const int32_t *ia,
-                const float *fa)
+static int emit(imp *im, uint32_t op, int n_in, const int *in, const int32_t *ia, const float *fa)
 {
     int t = fmt_add_activation(im->m, 0, NULL);
     if (t < 0) return -1;
@@ -607,7 +641,8 @@ static cvy_status fold_binary(imp *im, const char *op, oval *a, oval *b, const c
         switch (op[0]) {
         case 'A': z = x + y; break;
         case 'S': z = x - y; break;
-        case 'M': z = !strcmp(op, "Mul") ? x * y : !strcmp(op, "Max") ? fmax(x, y) : fmin(x, y);
+        case 'M':
+            z = !strcmp(op, "Mul") ? x * y : !strcmp(op, "Max") ? fmax(x, y) : fmin(x, y);
             break;
         case 'D':
             if (is_int && y == 0) return nfail(im, CVY_ERR_SHAPE, "integer division by zero");
@@ -643,8 +678,10 @@ static cvy_status need_act(imp *im, oval **in, int nin, int k, oval **out)
 {
     if (k >= nin || !in[k]) return nfail(im, CVY_ERR_FORMAT, "input %d is missing", k);
     if (in[k]->kind != V_ACT)
-        return nfail(im, CVY_ERR_UNSUPPORTED, "input %d ('%.60s') must be computed from the "
-                     "graph input", k, in[k]->name);
+        return nfail(im, CVY_ERR_UNSUPPORTED,
+                     "input %d ('%.60s') must be computed from the "
+                     "graph input",
+                     k, in[k]->name);
     cvy_status s = materialize(im, in[k]);
     *out = in[k];
     return s;
@@ -668,8 +705,10 @@ static cvy_status spatial_attrs(imp *im, const oval *x, int kh, int kw, int32_t 
     int nk = attr_ints(im, "kernel_shape", k, 4);
     if (im->one_d && nk == 1) k[1] = k[0], k[0] = 1, nk = 2;
     if (nk >= 0 && nk != 2)
-        return nfail(im, CVY_ERR_UNSUPPORTED, "attribute 'kernel_shape': %d spatial dims; "
-                     "only 2-D is supported", nk);
+        return nfail(im, CVY_ERR_UNSUPPORTED,
+                     "attribute 'kernel_shape': %d spatial dims; "
+                     "only 2-D is supported",
+                     nk);
     if (nk < 0 && kh == 0) return nfail(im, CVY_ERR_FORMAT, "attribute 'kernel_shape' missing");
     if (nk < 0) {
         k[0] = kh;
@@ -681,16 +720,17 @@ static cvy_status spatial_attrs(imp *im, const oval *x, int kh, int kw, int32_t 
     int ns = attr_ints(im, "strides", s, 4), nd = attr_ints(im, "dilations", d, 4);
     int np = attr_ints(im, "pads", p, 8);
     if (im->one_d) { /* 1-D attributes: H gets kernel 1, stride 1, no padding */
-        if ((ns >= 0 && ns != 1) || (nd >= 0 && nd != 1) ||
-            (np >= 0 && np != 2))
-            return nfail(im, CVY_ERR_UNSUPPORTED, "attribute 'kernel_shape'/'strides'/"
+        if ((ns >= 0 && ns != 1) || (nd >= 0 && nd != 1) || (np >= 0 && np != 2))
+            return nfail(im, CVY_ERR_UNSUPPORTED,
+                         "attribute 'kernel_shape'/'strides'/"
                          "'dilations'/'pads': wrong length for 1-D");
         if (ns >= 0) s[1] = s[0], s[0] = 1, ns = 2;
         if (nd >= 0) d[1] = d[0], d[0] = 1, nd = 2;
         if (np >= 0) p[3] = p[1], p[1] = p[0], p[0] = p[2] = 0, np = 4;
     }
     if ((ns >= 0 && ns != 2) || (nd >= 0 && nd != 2) || (np >= 0 && np != 4))
-        return nfail(im, CVY_ERR_UNSUPPORTED, "attribute 'strides'/'dilations'/'pads': wrong "
+        return nfail(im, CVY_ERR_UNSUPPORTED,
+                     "attribute 'strides'/'dilations'/'pads': wrong "
                      "length for 2-D");
     for (int i = 0; i < 2; i++)
         if (k[i] < 1 || s[i] < 1 || d[i] < 1 || k[i] > 4096 || s[i] > 4096 || d[i] > 4096)
@@ -699,8 +739,8 @@ static cvy_status spatial_attrs(imp *im, const oval *x, int kh, int kw, int32_t 
     const Onnx__AttributeProto *ap = attr(im, "auto_pad");
     int64_t hw[2] = {x->dims[x->rank - 2], x->dims[x->rank - 1]};
     if (ap && !attr_is(im, "auto_pad", "NOTSET")) {
-        int upper = attr_is(im, "auto_pad", "SAME_UPPER"), lower = attr_is(im, "auto_pad",
-                                                                             "SAME_LOWER");
+        int upper = attr_is(im, "auto_pad", "SAME_UPPER"),
+            lower = attr_is(im, "auto_pad", "SAME_LOWER");
         if (attr_is(im, "auto_pad", "VALID")) {
             memset(p, 0, sizeof p);
         } else if (upper || lower) {
@@ -837,17 +877,18 @@ static cvy_status op_conv(imp *im, oval **in, int nin)
     int64_t group = attr_i(im, "group", 1);
     int64_t c = x->dims[x->rank - 3];
     if (group < 1 || c % group || w->dims[1] * group != c || w->dims[0] % group)
-        return nfail(im, CVY_ERR_SHAPE, "attribute 'group' %lld does not fit %lld channels and "
-                     "W (%lld, %lld, ...)", (long long)group, (long long)c,
-                     (long long)w->dims[0], (long long)w->dims[1]);
+        return nfail(im, CVY_ERR_SHAPE,
+                     "attribute 'group' %lld does not fit %lld channels and "
+                     "W (%lld, %lld, ...)",
+                     (long long)group, (long long)c, (long long)w->dims[0], (long long)w->dims[1]);
     if (b && (b->n != (size_t)w->dims[0]))
         return nfail(im, CVY_ERR_SHAPE, "B has %zu values for %lld outputs", b->n,
                      (long long)w->dims[0]);
     ia[A_GROUP] = (int32_t)group;
     int wt, bt = b ? weight_of(im, b, 1, &w->dims[0]) : 0, tx = x->t;
     size_t oc = (size_t)w->dims[0], lc = x->lm_cin;
-    int pointwise = ia[A_KH] == 1 && ia[A_KW] == 1 && ia[A_SH] == 1 && ia[A_SW] == 1 &&
-                    !ia[A_PT] && !ia[A_PL] && !ia[A_PB] && !ia[A_PR] && group == 1;
+    int pointwise = ia[A_KH] == 1 && ia[A_KW] == 1 && ia[A_SH] == 1 && ia[A_SW] == 1 && !ia[A_PT] &&
+                    !ia[A_PL] && !ia[A_PB] && !ia[A_PR] && group == 1;
     if (pointwise && x->lm_w && !x->pending && x->lm_s == h * wd && x->lm_cout == (size_t)c &&
         lc * oc < lc * (size_t)c + oc * (size_t)c && lc * oc <= MAX_MAP_WEIGHTS) {
         /* a 1x1 conv of a channel map (e.g. ShuffleNet's split) reads the map's input with
@@ -897,8 +938,7 @@ static cvy_status op_pool(imp *im, oval **in, int nin)
     if (s != CVY_OK) return s;
     if (im->node->n_output > 1 && *im->node->output[1])
         return nfail(im, CVY_ERR_UNSUPPORTED, "output 'Indices' is not supported");
-    int ceil_mode = (int)attr_i(im, "ceil_mode", 0), cip = (int)attr_i(im, "count_include_pad",
-                                                                        0);
+    int ceil_mode = (int)attr_i(im, "ceil_mode", 0), cip = (int)attr_i(im, "count_include_pad", 0);
     if (attr_i(im, "storage_order", 0) != 0)
         return nfail(im, CVY_ERR_UNSUPPORTED, "attribute 'storage_order' 1");
     int32_t ia[16] = {0};
@@ -923,14 +963,12 @@ static cvy_status op_pool(imp *im, oval **in, int nin)
     if (oh < 1 || ow < 1) return nfail(im, CVY_ERR_SHAPE, "kernel larger than the padded input");
     od[x->rank - 2] = oh;
     od[x->rank - 1] = ow;
-    return set_out(im, 0, emit(im, avg ? OP_AVGPOOL : OP_MAXPOOL, 1, &x->t, ia, NULL), x->rank,
-                   od);
+    return set_out(im, 0, emit(im, avg ? OP_AVGPOOL : OP_MAXPOOL, 1, &x->t, ia, NULL), x->rank, od);
 }
 
 /* Mean (or max, when max is set) over per-image dims [from, r) of x, keeping them as 1s:
  * a view (P, 1, S) and GlobalAveragePool, or a MaxPool whose window is the whole map. */
-static cvy_status emit_reduce_suffix(imp *im, oval *x, int from, int max, int *t_out,
-                                     int64_t *od)
+static cvy_status emit_reduce_suffix(imp *im, oval *x, int from, int max, int *t_out, int64_t *od)
 {
     int r = x->rank, bo = im->bo;
     int64_t p = (int64_t)prod(x->dims, bo, from), sz = (int64_t)prod(x->dims, from, r);
@@ -1038,8 +1076,7 @@ static cvy_status emit_lmap(imp *im, oval *x, int keep, const lmap *lm, int out_
     if (t < 0) return NOMEM(im);
     t = emit_reshape(im, t, out_rank - bo, od + bo);
     cvy_status st = set_out(im, k_out, t, out_rank, od);
-    if (st != CVY_OK || (size_t)k_out >= im->node->n_output || !*im->node->output[k_out])
-        return st;
+    if (st != CVY_OK || (size_t)k_out >= im->node->n_output || !*im->node->output[k_out]) return st;
     oval *y = find(im, im->node->output[k_out]);
     y->lm_w = w;
     y->lm_src = src;
@@ -1054,8 +1091,10 @@ static cvy_status lmap_alloc(imp *im, lmap *lm, size_t cin, size_t cout)
     size_t n;
     if (!cvy_mul_ok(cin, cout, &n) || n > MAX_MAP_WEIGHTS || cin > FMT_MAX_DIM ||
         cout > FMT_MAX_DIM)
-        return nfail(im, CVY_ERR_UNSUPPORTED, "needs a data-movement kernel the engine lacks "
-                     "(a %zux%zu map is too large to run as a 1x1 conv)", cout, cin);
+        return nfail(im, CVY_ERR_UNSUPPORTED,
+                     "needs a data-movement kernel the engine lacks "
+                     "(a %zux%zu map is too large to run as a 1x1 conv)",
+                     cout, cin);
     lm->cin = cin;
     lm->cout = cout;
     lm->w = calloc(n ? n : 1, sizeof(float));
@@ -1173,8 +1212,9 @@ static cvy_status op_act(imp *im, oval **in, int nin)
             oval *c;
             if (!in[k]) continue;
             if ((s = need_const(im, in, nin, k, k == 1 ? "min" : "max", &c)) != CVY_OK) break;
-            if (c->n != 1) return nfail(im, CVY_ERR_SHAPE, "input %s must be a scalar",
-                                        k == 1 ? "min" : "max");
+            if (c->n != 1)
+                return nfail(im, CVY_ERR_SHAPE, "input %s must be a scalar",
+                             k == 1 ? "min" : "max");
             fa[k - 1] = (float)c->v[0];
         }
     }
@@ -1192,13 +1232,17 @@ static cvy_status binary_const(imp *im, const char *op, oval *x, oval *c, int c_
     int off = 0;
     while (cr - off > r - bo && cd[off] == 1) off++;
     if (cr - off > r - bo)
-        return nfail(im, CVY_ERR_UNSUPPORTED, "constant '%.60s' would broadcast over the batch "
-                     "(rank %d against %d dims per image)", c->name, cr, r - bo);
+        return nfail(im, CVY_ERR_UNSUPPORTED,
+                     "constant '%.60s' would broadcast over the batch "
+                     "(rank %d against %d dims per image)",
+                     c->name, cr, r - bo);
     for (int i = 0; i < cr - off; i++) {
         int64_t xd = x->dims[r - (cr - off) + i];
         if (cd[off + i] != 1 && cd[off + i] != xd)
-            return nfail(im, CVY_ERR_UNSUPPORTED, "constant '%.60s' broadcasts the activation "
-                         "to a larger shape", c->name);
+            return nfail(im, CVY_ERR_UNSUPPORTED,
+                         "constant '%.60s' broadcasts the activation "
+                         "to a larger shape",
+                         c->name);
     }
     /* the constant with transformed values */
     double *tv = malloc((c->n ? c->n : 1) * sizeof *tv);
@@ -1206,10 +1250,14 @@ static cvy_status binary_const(imp *im, const char *op, oval *x, oval *c, int c_
     int code = OP_ADD, neg_x = 0;
     for (size_t i = 0; i < c->n; i++) {
         double v = c->v[i];
-        if (!strcmp(op, "Add")) tv[i] = v;
-        else if (!strcmp(op, "Mul")) tv[i] = v, code = OP_MUL;
-        else if (!strcmp(op, "Sub")) tv[i] = c_first ? v : -v, neg_x = c_first;
-        else tv[i] = 1.0 / v, code = OP_MUL; /* Div x / c */
+        if (!strcmp(op, "Add"))
+            tv[i] = v;
+        else if (!strcmp(op, "Mul"))
+            tv[i] = v, code = OP_MUL;
+        else if (!strcmp(op, "Sub"))
+            tv[i] = c_first ? v : -v, neg_x = c_first;
+        else
+            tv[i] = 1.0 / v, code = OP_MUL; /* Div x / c */
     }
     if (!strcmp(op, "Div") && c_first) {
         free(tv);
@@ -1292,9 +1340,9 @@ static cvy_status op_sum(imp *im, oval **in, int nin)
         oval c = {.name = "1/n", .kind = V_CONST, .rank = 0, .v = &inv, .n = 1};
         return binary(im, "Mul", &cur, &c);
     }
-    return nin == 1 ? set_out(im, 0, emit(im, OP_IDENTITY, 1, &cur.t, NULL, NULL), cur.rank,
-                              cur.dims)
-                    : CVY_OK;
+    return nin == 1
+               ? set_out(im, 0, emit(im, OP_IDENTITY, 1, &cur.t, NULL, NULL), cur.rank, cur.dims)
+               : CVY_OK;
 }
 
 /* PRelu(x, slope) = relu(x) + (-slope) * relu(-x), exact for finite x. */
@@ -1339,8 +1387,10 @@ static cvy_status const_as_act(imp *im, const oval *c, int *t_out)
 {
     int bo = im->bo;
     if (c->rank - bo < 1 || c->rank - bo > 4 || (bo && c->dims[0] != 1))
-        return nfail(im, CVY_ERR_UNSUPPORTED, "constant input '%.60s' of rank %d cannot be one "
-                     "item's data%s", c->name, c->rank, bo ? " (it must have batch dim 1)" : "");
+        return nfail(im, CVY_ERR_UNSUPPORTED,
+                     "constant input '%.60s' of rank %d cannot be one "
+                     "item's data%s",
+                     c->name, c->rank, bo ? " (it must have batch dim 1)" : "");
     size_t n = prod(c->dims, bo, c->rank);
     int64_t pd[3] = {1, 1, (int64_t)im->in_size};
     int t = emit_reshape(im, (int)im->m->input, 3, pd);
@@ -1462,8 +1512,10 @@ static cvy_status op_reshape(imp *im, oval **in, int nin)
     int64_t sh[MAXR + 1], od[MAXR];
     int n = s == CVY_OK ? ints_in_or_attr(im, in, nin, 1, "shape", sh, MAXR + 1) : 0;
     if (s != CVY_OK) return s;
-    if (n == -2) return nfail(im, CVY_ERR_UNSUPPORTED, "input 'shape' is not a constant "
-                              "(it could not be folded for the fixed input size)");
+    if (n == -2)
+        return nfail(im, CVY_ERR_UNSUPPORTED,
+                     "input 'shape' is not a constant "
+                     "(it could not be folded for the fixed input size)");
     if (n < 0) return nfail(im, CVY_ERR_FORMAT, "input 'shape' is missing");
     if ((s = reshape_dims(im, x->dims, x->rank, sh, n, (int)attr_i(im, "allowzero", 0), od)))
         return s;
@@ -1488,8 +1540,7 @@ static cvy_status op_flatten(imp *im, oval **in, int nin)
     if (a < 0) a += x->rank;
     if (a < 0 || a > x->rank) return nfail(im, CVY_ERR_FORMAT, "attribute 'axis' out of range");
     int64_t od[2] = {(int64_t)prod(x->dims, 0, (int)a), (int64_t)prod(x->dims, (int)a, x->rank)};
-    if (im->bo && a == 1)
-        return set_out(im, 0, emit(im, OP_FLATTEN, 1, &x->t, NULL, NULL), 2, od);
+    if (im->bo && a == 1) return set_out(im, 0, emit(im, OP_FLATTEN, 1, &x->t, NULL, NULL), 2, od);
     return reshape_to(im, x, 2, od);
 }
 
@@ -1523,8 +1574,7 @@ static cvy_status op_squeeze(imp *im, oval **in, int nin, int un)
             mark[a] = 1;
         }
         for (int i = 0; i < r; i++)
-            if (!(na < 0 ? x->dims[i] == 1 && !(im->bo && i == 0 && x->kind == V_ACT)
-                         : mark[i]))
+            if (!(na < 0 ? x->dims[i] == 1 && !(im->bo && i == 0 && x->kind == V_ACT) : mark[i]))
                 od[on++] = x->dims[i];
     }
     if (x->kind == V_CONST) {
@@ -1552,18 +1602,21 @@ static cvy_status op_gemm(imp *im, oval **in, int nin)
     int transb = mm ? 0 : (int)attr_i(im, "transB", 0);
     float fa[8] = {mm ? 1.0f : attr_f(im, "alpha", 1.0f), mm ? 1.0f : attr_f(im, "beta", 1.0f)};
     int r = x->rank;
-    if (w->rank != 2) return nfail(im, CVY_ERR_UNSUPPORTED, "B must be 2-D, has %d dims",
-                                   w->rank);
+    if (w->rank != 2) return nfail(im, CVY_ERR_UNSUPPORTED, "B must be 2-D, has %d dims", w->rank);
     if (r - im->bo != 1 && prod(x->dims, im->bo, r - 1) != 1)
-        return nfail(im, CVY_ERR_UNSUPPORTED, "A has %d dims per image; only one row per image "
-                     "is supported", r - im->bo);
+        return nfail(im, CVY_ERR_UNSUPPORTED,
+                     "A has %d dims per image; only one row per image "
+                     "is supported",
+                     r - im->bo);
     int64_t k = transb ? w->dims[1] : w->dims[0], nout = transb ? w->dims[0] : w->dims[1];
     if (x->dims[r - 1] != k)
         return nfail(im, CVY_ERR_SHAPE, "A has %lld columns, B expects %lld",
                      (long long)x->dims[r - 1], (long long)k);
     if (b && b->n != 1 && (b->n != (size_t)nout || b->dims[b->rank - 1] != nout))
-        return nfail(im, CVY_ERR_UNSUPPORTED, "C of shape %zu values: only (N) or scalar bias "
-                     "(one row per batch)", b->n);
+        return nfail(im, CVY_ERR_UNSUPPORTED,
+                     "C of shape %zu values: only (N) or scalar bias "
+                     "(one row per batch)",
+                     b->n);
     int wt = weight_of(im, w, 0, NULL);
     int64_t bd[1] = {(int64_t)(b ? b->n : 1)};
     int bt = b ? weight_of(im, b, 1, bd) : 0;
@@ -1598,8 +1651,8 @@ static cvy_status op_bn(imp *im, oval **in, int nin)
     int ins[5] = {x->t};
     for (int k = 0; k < 4; k++) {
         if (c[k]->n != (size_t)ch)
-            return nfail(im, CVY_ERR_SHAPE, "input %s has %zu values for %lld channels",
-                         names[k], c[k]->n, (long long)ch);
+            return nfail(im, CVY_ERR_SHAPE, "input %s has %zu values for %lld channels", names[k],
+                         c[k]->n, (long long)ch);
         if ((ins[k + 1] = weight_of(im, c[k], 1, &ch)) < 0) return check_emit(im, ins[k + 1]);
     }
     float fa[8] = {attr_f(im, "epsilon", 1e-5f)};
@@ -1687,7 +1740,8 @@ static cvy_status op_pad(imp *im, oval **in, int nin)
             return nfail(im, CVY_ERR_UNSUPPORTED, "negative pads (cropping)");
         int flat_ok = r - im->bo == 2 && i == r - 1; /* (C, L): pad L */
         if ((p[i] || p[r + i]) && !flat_ok && (r - im->bo != 3 || i < r - 2))
-            return nfail(im, CVY_ERR_UNSUPPORTED, "pads outside the H and W of a (C, H, W) "
+            return nfail(im, CVY_ERR_UNSUPPORTED,
+                         "pads outside the H and W of a (C, H, W) "
                          "image (or the L of a (C, L) sequence)");
         od[i] = x->dims[i] + p[i] + p[r + i];
     }
@@ -1810,7 +1864,8 @@ static cvy_status op_transpose(imp *im, oval **in, int nin)
     int np = attr_ints(im, "perm", perm, MAXR);
     if (np < 0)
         for (int i = 0; i < r; i++) perm[i] = r - 1 - i;
-    else if (np != r) return nfail(im, CVY_ERR_FORMAT, "attribute 'perm' has %d values", np);
+    else if (np != r)
+        return nfail(im, CVY_ERR_FORMAT, "attribute 'perm' has %d values", np);
     char seen[MAXR] = {0};
     for (int i = 0; i < r; i++) {
         if (perm[i] < 0 || perm[i] >= r || seen[perm[i]])
@@ -1997,8 +2052,7 @@ static cvy_status op_split(imp *im, oval **in, int nin)
         od[axis] = sz[k];
         x = find(im, im->node->input[0]);
         if (x->kind == V_CONST) {
-            s = const_select(im, im->node->input[0], axis, sel, sz[k], im->node->output[k], r,
-                             od);
+            s = const_select(im, im->node->input[0], axis, sel, sz[k], im->node->output[k], r, od);
         } else {
             if ((s = materialize(im, x)) != CVY_OK) return s;
             oval cur = *x;
@@ -2075,8 +2129,7 @@ static cvy_status op_const_misc(imp *im, oval **in, int nin)
         oval src = *in[0];
         cvy_status s = materialize(im, &src);
         if (s != CVY_OK) return s;
-        return set_out(im, 0, emit(im, OP_IDENTITY, 1, &src.t, NULL, NULL), src.rank,
-                       src.dims);
+        return set_out(im, 0, emit(im, OP_IDENTITY, 1, &src.t, NULL, NULL), src.rank, src.dims);
     }
     if (nin == 1 && in[0]->kind == V_ACT && !strcmp(op, "Neg")) { /* x * -1 */
         oval src = *in[0];
@@ -2090,8 +2143,10 @@ static cvy_status op_const_misc(imp *im, oval **in, int nin)
     }
     for (int k = 0; k < nin; k++)
         if (in[k] && in[k]->kind != V_CONST)
-            return nfail(im, CVY_ERR_UNSUPPORTED, "input %d ('%.60s') must be a constant (the "
-                         "engine has no %s kernel)", k, in[k]->name, op);
+            return nfail(im, CVY_ERR_UNSUPPORTED,
+                         "input %d ('%.60s') must be a constant (the "
+                         "engine has no %s kernel)",
+                         k, in[k]->name, op);
     if (nin < 1 || !in[0]) return nfail(im, CVY_ERR_FORMAT, "input missing");
     oval *x = in[0];
     if (!strcmp(op, "Cast")) {
@@ -2115,17 +2170,21 @@ static cvy_status op_const_misc(imp *im, oval **in, int nin)
         if (nin != 2 || !in[1]) return nfail(im, CVY_ERR_FORMAT, "needs two inputs");
         return fold_binary(im, op, in[0], in[1], out);
     }
-    if (!strcmp(op, "Neg") || !strcmp(op, "Floor") || !strcmp(op, "Ceil") ||
-        !strcmp(op, "Sqrt") || !strcmp(op, "Relu") || !strcmp(op, "Sigmoid") ||
-        !strcmp(op, "Abs") || !strcmp(op, "Not")) {
+    if (!strcmp(op, "Neg") || !strcmp(op, "Floor") || !strcmp(op, "Ceil") || !strcmp(op, "Sqrt") ||
+        !strcmp(op, "Relu") || !strcmp(op, "Sigmoid") || !strcmp(op, "Abs") || !strcmp(op, "Not")) {
         oval *c = add_const(im, out, x->rank, x->dims, x->is_int);
         if (!c) return NOMEM(im);
         x = find(im, im->node->input[0]);
         for (size_t i = 0; i < x->n; i++) {
             double v = x->v[i];
-            c->v[i] = op[0] == 'N' && op[1] == 'e' ? -v : op[0] == 'F' ? floor(v)
-                      : op[0] == 'C' ? ceil(v) : op[1] == 'q' ? sqrt(v) : op[0] == 'R' ? fmax(v, 0)
-                      : op[1] == 'i' ? 1 / (1 + exp(-v)) : op[0] == 'A' ? fabs(v) : (v == 0);
+            c->v[i] = op[0] == 'N' && op[1] == 'e' ? -v
+                      : op[0] == 'F'               ? floor(v)
+                      : op[0] == 'C'               ? ceil(v)
+                      : op[1] == 'q'               ? sqrt(v)
+                      : op[0] == 'R'               ? fmax(v, 0)
+                      : op[1] == 'i'               ? 1 / (1 + exp(-v))
+                      : op[0] == 'A'               ? fabs(v)
+                                                   : (v == 0);
             if (!c->is_int) c->v[i] = (float)c->v[i];
         }
         return CVY_OK;
@@ -2136,8 +2195,7 @@ static cvy_status op_const_misc(imp *im, oval **in, int nin)
         for (size_t i = 0; i < x->n; i++) d[i] = ival(x->v[i]);
         int rank = (int)x->n;
         if (prod_capped(d, rank) == SIZE_MAX)
-            return nfail(im, CVY_ERR_UNSUPPORTED, "a constant of more than %u values",
-                         MAX_FOLDED);
+            return nfail(im, CVY_ERR_UNSUPPORTED, "a constant of more than %u values", MAX_FOLDED);
         const Onnx__AttributeProto *a = attr(im, "value");
         double val = 0;
         int is_int = 0;
@@ -2305,10 +2363,11 @@ static const op_entry OPS[] = {
 /* Ops folded when all inputs are constants (besides those handling constants themselves). */
 static int foldable(const char *op)
 {
-    static const char *const F[] = {"Add", "Sub", "Mul", "Div", "Cast", "Neg", "Floor", "Ceil",
-                                    "Sqrt", "Relu", "Sigmoid", "Abs", "Pow", "Equal", "Less",
-                                    "Greater", "Max", "Min", "Not", "ConstantOfShape", "Range",
-                                    "Where", "Expand", NULL};
+    static const char *const F[] = {"Add",     "Sub",   "Mul",    "Div",   "Cast",
+                                    "Neg",     "Floor", "Ceil",   "Sqrt",  "Relu",
+                                    "Sigmoid", "Abs",   "Pow",    "Equal", "Less",
+                                    "Greater", "Max",   "Min",    "Not",   "ConstantOfShape",
+                                    "Range",   "Where", "Expand", NULL};
     for (int i = 0; F[i]; i++)
         if (!strcmp(F[i], op)) return 1;
     return 0;
@@ -2375,8 +2434,10 @@ static cvy_status prune(fmt_model *m, cvy_error *err)
     uint32_t t2 = 0;
     for (uint32_t t = 0; t < nt; t++) {
         map[t] = live[t] ? (int32_t)t2 : -1;
-        if (live[t]) m->tensors[t2++] = m->tensors[t];
-        else if (m->tensors[t].owned) free((void *)m->tensors[t].data);
+        if (live[t])
+            m->tensors[t2++] = m->tensors[t];
+        else if (m->tensors[t].owned)
+            free((void *)m->tensors[t].data);
     }
     m->n_tensors = t2;
     uint32_t n2 = 0;
@@ -2447,10 +2508,10 @@ static cvy_status import_graph(imp *im, const Onnx__ModelProto *mp, const onnx_i
         int bound = 0;
         for (int k = 0; k < o->n_bind; k++)
             if (!strcmp(o->bind[k].name, nm)) {
-                Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, o->bind[k].size,
-                                                                   o->bind[k].pb);
-                if (!tp) return cvy_fail(im->err, CVY_ERR_FORMAT, "binding '%.80s': bad tensor",
-                                         nm);
+                Onnx__TensorProto *tp =
+                    onnx__tensor_proto__unpack(NULL, o->bind[k].size, o->bind[k].pb);
+                if (!tp)
+                    return cvy_fail(im->err, CVY_ERR_FORMAT, "binding '%.80s': bad tensor", nm);
                 oval *v;
                 s = tensor_const(im, tp, nm, &v);
                 onnx__tensor_proto__free_unpacked(tp, NULL);
@@ -2458,23 +2519,32 @@ static cvy_status import_graph(imp *im, const Onnx__ModelProto *mp, const onnx_i
                 break;
             }
         if (!bound && s == CVY_OK)
-            return cvy_fail(im->err, CVY_ERR_UNSUPPORTED, "graph input '%.80s': convoy models "
-                            "take one input (the image batch)", nm);
+            return cvy_fail(im->err, CVY_ERR_UNSUPPORTED,
+                            "graph input '%.80s': convoy models "
+                            "take one input (the image batch)",
+                            nm);
     }
     if (s != CVY_OK) return s;
     if (!gin) return cvy_fail(im->err, CVY_ERR_FORMAT, "the graph has no input");
     const char *gname = gin->name ? gin->name : "";
     const Onnx__TensorShapeProto *sh = input_shape(gin);
-    if (!sh) return cvy_fail(im->err, CVY_ERR_UNSUPPORTED, "graph input '%.80s' is not a tensor "
-                             "with a shape", gname);
+    if (!sh)
+        return cvy_fail(im->err, CVY_ERR_UNSUPPORTED,
+                        "graph input '%.80s' is not a tensor "
+                        "with a shape",
+                        gname);
     if (gin->type->tensor_type->elem_type != DT_FLOAT)
-        return cvy_fail(im->err, CVY_ERR_UNSUPPORTED, "graph input '%.80s' has data type %d; "
-                        "only float is supported", gname, gin->type->tensor_type->elem_type);
+        return cvy_fail(im->err, CVY_ERR_UNSUPPORTED,
+                        "graph input '%.80s' has data type %d; "
+                        "only float is supported",
+                        gname, gin->type->tensor_type->elem_type);
     int r = (int)sh->n_dim;
     im->bo = o->unit_batch ? 0 : 1;
     if (r - im->bo < 1 || r - im->bo > 3)
-        return cvy_fail(im->err, CVY_ERR_UNSUPPORTED, "graph input '%.80s' has %d dims; convoy "
-                        "takes 1 to 3 dims per image", gname, r - im->bo);
+        return cvy_fail(im->err, CVY_ERR_UNSUPPORTED,
+                        "graph input '%.80s' has %d dims; convoy "
+                        "takes 1 to 3 dims per image",
+                        gname, r - im->bo);
     int64_t dims[MAXR];
     for (int i = 0; i < r; i++) {
         const Onnx__TensorShapeProto__Dimension *d = sh->dim[i];
@@ -2486,19 +2556,25 @@ static cvy_status import_graph(imp *im, const Onnx__ModelProto *mp, const onnx_i
         if (r - im->bo == 3 && i == r - 1) want = po->width;
         if (want > 0) {
             if (fixed && dims[i] != want)
-                return cvy_fail(im->err, CVY_ERR_SHAPE, "graph input '%.80s': dim %d is fixed "
-                                "at %lld, not %d", gname, i, (long long)dims[i], want);
+                return cvy_fail(im->err, CVY_ERR_SHAPE,
+                                "graph input '%.80s': dim %d is fixed "
+                                "at %lld, not %d",
+                                gname, i, (long long)dims[i], want);
             dims[i] = want;
         }
         if (dims[i] < 0 && i == 0 && im->bo) dims[i] = 1;
         if (dims[i] < 0)
-            return cvy_fail(im->err, CVY_ERR_SHAPE, "graph input '%.80s': dim %d ('%.40s') is "
-                            "dynamic; give the input size (--size HxW)", gname, i,
-                            d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM
-                                && d->dim_param ? d->dim_param : "?");
+            return cvy_fail(im->err, CVY_ERR_SHAPE,
+                            "graph input '%.80s': dim %d ('%.40s') is "
+                            "dynamic; give the input size (--size HxW)",
+                            gname, i,
+                            d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM &&
+                                    d->dim_param
+                                ? d->dim_param
+                                : "?");
         if (dims[i] > (int64_t)FMT_MAX_DIM)
-            return cvy_fail(im->err, CVY_ERR_SHAPE, "graph input '%.80s': dim %d too large",
-                            gname, i);
+            return cvy_fail(im->err, CVY_ERR_SHAPE, "graph input '%.80s': dim %d too large", gname,
+                            i);
     }
     im->batch = im->bo ? dims[0] : 1;
     im->in_size = prod(dims, im->bo, r);
@@ -2519,18 +2595,21 @@ static cvy_status import_graph(imp *im, const Onnx__ModelProto *mp, const onnx_i
         return cvy_fail(im->err, CVY_ERR_FORMAT, "the graph has no output %d", o->output_index);
     const char *oname = g->output[o->output_index]->name;
     oval *ov = oname ? find(im, oname) : NULL;
-    if (!ov) return cvy_fail(im->err, CVY_ERR_FORMAT, "graph output '%.80s' is never produced",
-                             oname ? oname : "");
+    if (!ov)
+        return cvy_fail(im->err, CVY_ERR_FORMAT, "graph output '%.80s' is never produced",
+                        oname ? oname : "");
     if (ov->kind != V_ACT)
-        return cvy_fail(im->err, CVY_ERR_UNSUPPORTED, "graph output '%.80s' does not depend on "
-                        "the input (it is a constant)", oname);
+        return cvy_fail(im->err, CVY_ERR_UNSUPPORTED,
+                        "graph output '%.80s' does not depend on "
+                        "the input (it is a constant)",
+                        oname);
     if ((s = materialize(im, ov)) != CVY_OK) return s;
     int tout = ov->t;
     if (tout == tin || im->m->n_nodes == 0) {
         tout = fmt_add_activation(im->m, 0, NULL);
         uint32_t u = (uint32_t)ov->t;
-        if (tout < 0 || fmt_add_node(im->m, OP_IDENTITY, 1, &u, (uint32_t)tout, NULL, NULL,
-                                     oname) < 0)
+        if (tout < 0 ||
+            fmt_add_node(im->m, OP_IDENTITY, 1, &u, (uint32_t)tout, NULL, NULL, oname) < 0)
             return NOMEM(im);
     }
     im->m->output = (uint32_t)tout;
@@ -2570,8 +2649,7 @@ static cvy_status import_graph(imp *im, const Onnx__ModelProto *mp, const onnx_i
         pp->mean[k] = po->mean[k];
         pp->std[k] = po->std[k];
     }
-    if (po->labels_path && (s = read_labels(im->m, po->labels_path, im->err)) != CVY_OK)
-        return s;
+    if (po->labels_path && (s = read_labels(im->m, po->labels_path, im->err)) != CVY_OK) return s;
     return CVY_OK;
 }
 
@@ -2654,8 +2732,10 @@ cvy_status cvy_onnx_convert(const char *onnx_path, const cvy_onnx_options *o, ui
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", onnx_path);
     char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else snprintf(dir, sizeof dir, ".");
+    if (slash)
+        *slash = 0;
+    else
+        snprintf(dir, sizeof dir, ".");
     onnx_import_opts io = {.pub = o, .dir = dir};
     fmt_model m;
     s = onnx_import(buf, n, &io, &m, err);

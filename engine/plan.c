@@ -29,9 +29,8 @@ typedef struct builder {
 #define NODE_FAIL(b, i, s, ...) node_fail(b, i, s, __VA_ARGS__)
 
 /* Formats "node <i> '<name>' (<Op>): <message>" into the error. */
-__attribute__((format(printf, 4, 5))) static cvy_status node_fail(builder *b, int i,
-                                                                   cvy_status s,
-                                                                   const char *fmt, ...)
+__attribute__((format(printf, 4, 5))) static cvy_status node_fail(builder *b, int i, cvy_status s,
+                                                                  const char *fmt, ...)
 {
     char msg[400];
     va_list ap;
@@ -56,8 +55,10 @@ static size_t wpush(builder *b, const void *src, size_t n)
         b->capw = cap;
     }
     memset(b->w + b->nw, 0, (off - b->nw) * sizeof(float));
-    if (src) memcpy(b->w + off, src, n * sizeof(float));
-    else memset(b->w + off, 0, n * sizeof(float));
+    if (src)
+        memcpy(b->w + off, src, n * sizeof(float));
+    else
+        memset(b->w + off, 0, n * sizeof(float));
     b->nw = off + n;
     return off;
 }
@@ -135,11 +136,10 @@ static cvy_status check_graph(builder *b)
         const fmt_node *n = &fm->nodes[i];
         if (!is_act(n->out, fm))
             return NODE_FAIL(b, i, CVY_ERR_FORMAT, "output tensor %u is a weight", n->out);
-        if (n->out == fm->input)
-            return NODE_FAIL(b, i, CVY_ERR_FORMAT, "writes the graph input");
+        if (n->out == fm->input) return NODE_FAIL(b, i, CVY_ERR_FORMAT, "writes the graph input");
         if (b->producer[n->out] >= 0)
-            return NODE_FAIL(b, i, CVY_ERR_FORMAT, "tensor %u already produced by node %d",
-                             n->out, b->producer[n->out]);
+            return NODE_FAIL(b, i, CVY_ERR_FORMAT, "tensor %u already produced by node %d", n->out,
+                             b->producer[n->out]);
         b->producer[n->out] = i;
         for (uint32_t k = 0; k < n->n_in; k++) b->consumers[n->in[k]]++;
     }
@@ -253,17 +253,26 @@ static cvy_status spatial(builder *b, int i, const value *x, int is_conv, conv_g
     const int32_t *a = n->ia;
     if (x->ndim != 3)
         return NODE_FAIL(b, i, CVY_ERR_SHAPE, "input must be (C, H, W), has %d dims", x->ndim);
-    *g = (conv_geom){.c_in = x->dims[0], .h_in = x->dims[1], .w_in = x->dims[2],
-                     .kh = a[A_KH], .kw = a[A_KW], .sh = a[A_SH], .sw = a[A_SW],
-                     .pt = a[A_PT], .pl = a[A_PL], .pb = a[A_PB], .pr = a[A_PR],
-                     .dh = a[A_DH], .dw = a[A_DW], .group = 1};
+    *g = (conv_geom){.c_in = x->dims[0],
+                     .h_in = x->dims[1],
+                     .w_in = x->dims[2],
+                     .kh = a[A_KH],
+                     .kw = a[A_KW],
+                     .sh = a[A_SH],
+                     .sw = a[A_SW],
+                     .pt = a[A_PT],
+                     .pl = a[A_PL],
+                     .pb = a[A_PB],
+                     .pr = a[A_PR],
+                     .dh = a[A_DH],
+                     .dw = a[A_DW],
+                     .group = 1};
     if (g->kh < 1 || g->kw < 1 || g->kh > 4096 || g->kw > 4096)
         return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "kernel %dx%d out of range", g->kh, g->kw);
     if (g->sh < 1 || g->sw < 1 || g->sh > 4096 || g->sw > 4096)
         return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "stride %dx%d out of range", g->sh, g->sw);
     if (g->dh < 1 || g->dw < 1 || g->dh > 4096 || g->dw > 4096)
-        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "dilation %dx%d out of range", g->dh,
-                         g->dw);
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "dilation %dx%d out of range", g->dh, g->dw);
     int ekh = (g->kh - 1) * g->dh + 1, ekw = (g->kw - 1) * g->dw + 1;
     if (g->pt < 0 || g->pl < 0 || g->pb < 0 || g->pr < 0 || g->pt >= ekh || g->pb >= ekh ||
         g->pl >= ekw || g->pr >= ekw)
@@ -272,8 +281,8 @@ static cvy_status spatial(builder *b, int i, const value *x, int is_conv, conv_g
                          g->pl, g->pb, g->pr);
     long hp = (long)g->h_in + g->pt + g->pb, wp = (long)g->w_in + g->pl + g->pr;
     if (hp < ekh || wp < ekw)
-        return NODE_FAIL(b, i, CVY_ERR_SHAPE, "kernel %dx%d larger than padded input %ldx%ld",
-                         ekh, ekw, hp, wp);
+        return NODE_FAIL(b, i, CVY_ERR_SHAPE, "kernel %dx%d larger than padded input %ldx%ld", ekh,
+                         ekw, hp, wp);
     *ceil_mode = is_conv ? 0 : a[A_CEIL];
     if (*ceil_mode != 0 && *ceil_mode != 1)
         return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "ceil_mode %d", *ceil_mode);
@@ -299,8 +308,7 @@ static cvy_status weight_dims(builder *b, int i, uint32_t t, int ndim, const int
         return NODE_FAIL(b, i, CVY_ERR_FORMAT, "%s (tensor %u) must be a weight", what, t);
     int ok = (int)w->ndim == ndim;
     for (int d = 0; ok && d < ndim; d++) ok = want[d] < 0 || (int)w->dims[d] == want[d];
-    if (!ok)
-        return NODE_FAIL(b, i, CVY_ERR_SHAPE, "%s (tensor %u) has the wrong shape", what, t);
+    if (!ok) return NODE_FAIL(b, i, CVY_ERR_SHAPE, "%s (tensor %u) has the wrong shape", what, t);
     return CVY_OK;
 }
 
@@ -317,8 +325,7 @@ static cvy_status fold_bn(builder *b, int bn, int oc, size_t k, float *w, float 
         if (s != CVY_OK) return s;
     }
     double eps = n->fa[0];
-    if (!(eps >= 0.0))
-        return NODE_FAIL(b, bn, CVY_ERR_UNSUPPORTED, "epsilon %g must be >= 0", eps);
+    if (!(eps >= 0.0)) return NODE_FAIL(b, bn, CVY_ERR_UNSUPPORTED, "epsilon %g must be >= 0", eps);
     const fmt_tensor *sc = &b->fm->tensors[n->in[1]], *bi = &b->fm->tensors[n->in[2]];
     const fmt_tensor *me = &b->fm->tensors[n->in[3]], *va = &b->fm->tensors[n->in[4]];
     for (int c = 0; c < oc; c++) {
@@ -346,14 +353,14 @@ static cvy_status plan_conv(builder *b, int i)
     const fmt_tensor *wt = &b->fm->tensors[n->in[1]];
     g.group = n->ia[A_GROUP];
     if (g.group < 1 || g.c_in % g.group != 0)
-        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "group %d does not divide %d channels",
-                         g.group, g.c_in);
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "group %d does not divide %d channels", g.group,
+                         g.c_in);
     int want[4] = {-1, g.c_in / g.group, g.kh, g.kw};
     if ((s = weight_dims(b, i, n->in[1], 4, want, "W")) != CVY_OK) return s;
     g.c_out = (int)wt->dims[0];
     if (g.c_out % g.group != 0)
-        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "group %d does not divide %d outputs",
-                         g.group, g.c_out);
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "group %d does not divide %d outputs", g.group,
+                         g.c_out);
     int want_b[1] = {g.c_out};
     if (n->n_in == 3 && (s = weight_dims(b, i, n->in[2], 1, want_b, "B")) != CVY_OK) return s;
 
@@ -444,8 +451,8 @@ static cvy_status plan_conv(builder *b, int i)
     if ((s = fuse_act(b, st)) != CVY_OK) return s;
     /* residual: Add(conv, other) of equal shapes, then maybe an activation */
     c = sole_consumer(b, (uint32_t)st->out);
-    if (st->act.type == ACT_NONE && kind != S_CONV_REF && c >= 0 &&
-        b->fm->nodes[c].op == OP_ADD && b->fm->nodes[c].n_in == 2) {
+    if (st->act.type == ACT_NONE && kind != S_CONV_REF && c >= 0 && b->fm->nodes[c].op == OP_ADD &&
+        b->fm->nodes[c].n_in == 2) {
         const fmt_node *add = &b->fm->nodes[c];
         uint32_t other = add->in[0] == (uint32_t)st->out ? add->in[1] : add->in[0];
         value *ov = val(b, other);
@@ -522,8 +529,7 @@ static cvy_status plan_pool(builder *b, int i)
     if (avg && (g.dh != 1 || g.dw != 1))
         return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "dilation is not supported for AveragePool");
     int cp = n->ia[A_COUNT_PAD];
-    if (cp != 0 && cp != 1)
-        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "count_include_pad %d", cp);
+    if (cp != 0 && cp != 1) return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "count_include_pad %d", cp);
     step *st = new_step(b, i, avg ? S_AVGPOOL : S_MAXPOOL, "direct");
     if (!st) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
     st->g = g;
@@ -602,8 +608,8 @@ static cvy_status plan_binary(builder *b, int i)
     for (int d = 0; d < 5; d++) {
         int x = sa[d] == -1 ? 1 : sa[d], y = sc[d] == -1 ? 1 : sc[d];
         if (x != y && x != 1 && y != 1)
-            return NODE_FAIL(b, i, CVY_ERR_SHAPE, "shapes do not broadcast (dim %d: %d vs %d)",
-                             d, x, y);
+            return NODE_FAIL(b, i, CVY_ERR_SHAPE, "shapes do not broadcast (dim %d: %d vs %d)", d,
+                             x, y);
         so[d] = x > y ? x : y;
     }
     if (so[nb] != 1)
@@ -638,8 +644,7 @@ static cvy_status plan_binary(builder *b, int i)
     set_shape(val(b, n->out), ond, odims);
     size_t osz = val(b, n->out)->size;
     int a_full = is_act(a, b->fm) && val(b, a)->size == osz;
-    size_t csz = is_act(c, b->fm) ? val(b, c)->size
-                                  : (size_t)fmt_tensor_elems(&b->fm->tensors[c]);
+    size_t csz = is_act(c, b->fm) ? val(b, c)->size : (size_t)fmt_tensor_elems(&b->fm->tensors[c]);
     st->bin_mode = BIN_GENERAL;
     if (a_full && csz == osz) {
         st->bin_mode = BIN_SAME;
@@ -647,8 +652,7 @@ static cvy_status plan_binary(builder *b, int i)
         st->bin_mode = BIN_CHAN;
         st->chan_c = 1;
         st->chan_hw = (int)osz;
-    } else if (a_full && ond == 3 && sc[nb + 1] == odims[0] && sc[nb + 2] == 1 &&
-               sc[nb + 3] == 1) {
+    } else if (a_full && ond == 3 && sc[nb + 1] == odims[0] && sc[nb + 2] == 1 && sc[nb + 3] == 1) {
         st->bin_mode = BIN_CHAN;
         st->chan_c = odims[0];
         st->chan_hw = (int)(osz / (size_t)odims[0]);
@@ -687,8 +691,7 @@ static cvy_status plan_concat(builder *b, int i)
         if (!is_act(n->in[k], b->fm))
             return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "constant inputs are not supported");
         value *x = val(b, n->in[k]);
-        if (x->ndim != r)
-            return NODE_FAIL(b, i, CVY_ERR_SHAPE, "inputs of different rank");
+        if (x->ndim != r) return NODE_FAIL(b, i, CVY_ERR_SHAPE, "inputs of different rank");
         for (int d = 0; d < r; d++)
             if (d != axis && x->dims[d] != x0->dims[d])
                 return NODE_FAIL(b, i, CVY_ERR_SHAPE, "input %u differs in dim %d", k, d);
@@ -743,8 +746,8 @@ static cvy_status plan_view(builder *b, int i)
     }
     set_shape(y, nd, dims);
     if (y->size != x->size)
-        return NODE_FAIL(b, i, CVY_ERR_SHAPE, "reshape from %zu to %zu elements per image",
-                         x->size, y->size);
+        return NODE_FAIL(b, i, CVY_ERR_SHAPE, "reshape from %zu to %zu elements per image", x->size,
+                         y->size);
     y->root = x->root;
     return CVY_OK;
 }
@@ -783,8 +786,8 @@ static cvy_status plan_gemm(builder *b, int i)
     }
     for (int o = 0; o < nout; o++) /* pack as (nout, k), alpha folded in */
         for (int j = 0; j < k; j++)
-            w[(size_t)o * k + j] = alpha * wget(wt, transb ? (size_t)o * k + j
-                                                           : (size_t)j * nout + o);
+            w[(size_t)o * k + j] =
+                alpha * wget(wt, transb ? (size_t)o * k + j : (size_t)j * nout + o);
     for (int o = 0; o < nout && nb; o++)
         bias[o] = beta * wget(&b->fm->tensors[n->in[2]], nb == 1 ? 0 : (size_t)o);
     step *st = new_step(b, i, S_GEMM, b->p->use_blas ? "fc-blocked" : "fc-ref");
@@ -816,8 +819,7 @@ static cvy_status plan_softmax(builder *b, int i)
     int axis = n->ia[0];
     if (axis < 0) axis += x->ndim;
     if (axis < 0 || axis >= x->ndim || n->n_in != 1)
-        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "one input and axis in range (%d)",
-                         n->ia[0]);
+        return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "one input and axis in range (%d)", n->ia[0]);
     step *st = new_step(b, i, S_SOFTMAX, "direct");
     if (!st) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
     st->sm_outer = 1;
@@ -847,8 +849,8 @@ static cvy_status plan_bn(builder *b, int i)
     }
     for (int k = 0; k < c; k++) w[k] = 1.0f;
     cvy_status s = fold_bn(b, i, c, 1, w, bias);
-    step *st = s == CVY_OK ? new_step(b, i, b->p->use_blas ? S_CONV_DW : S_CONV_REF, "affine")
-                           : NULL;
+    step *st =
+        s == CVY_OK ? new_step(b, i, b->p->use_blas ? S_CONV_DW : S_CONV_REF, "affine") : NULL;
     if (st) {
         st->w_off = wpush(b, w, (size_t)c);
         st->b_off = wpush(b, bias, (size_t)c);
@@ -858,8 +860,18 @@ static cvy_status plan_bn(builder *b, int i)
     if (s != CVY_OK) return s;
     if (!st || st->w_off == SIZE_MAX || st->b_off == SIZE_MAX)
         return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
-    st->g = (conv_geom){.c_in = c, .h_in = 1, .w_in = (int)hw, .c_out = c, .h_out = 1,
-                        .w_out = (int)hw, .kh = 1, .kw = 1, .sh = 1, .sw = 1, .dh = 1, .dw = 1,
+    st->g = (conv_geom){.c_in = c,
+                        .h_in = 1,
+                        .w_in = (int)hw,
+                        .c_out = c,
+                        .h_out = 1,
+                        .w_out = (int)hw,
+                        .kh = 1,
+                        .kw = 1,
+                        .sh = 1,
+                        .sw = 1,
+                        .dh = 1,
+                        .dw = 1,
                         .group = c};
     set_shape(val(b, n->out), x->ndim, x->dims);
     st->params = 4 * (size_t)c;
@@ -920,8 +932,8 @@ static cvy_status plan_arena(builder *b)
     p->arena_floats = top;
     if (top > PLAN_MAX_ARENA_FLOATS)
         return cvy_fail(b->err, CVY_ERR_SHAPE,
-                        "activations need %zu MiB per image, more than the %d MiB limit",
-                        top >> 18, (int)(PLAN_MAX_ARENA_FLOATS >> 18));
+                        "activations need %zu MiB per image, more than the %d MiB limit", top >> 18,
+                        (int)(PLAN_MAX_ARENA_FLOATS >> 18));
     return CVY_OK;
 }
 
@@ -1008,7 +1020,8 @@ cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas
     if (s == CVY_OK && out->values[out->output].root == out->input) {
         /* the output is (a view of) the input: one copy step */
         step *st = new_step(&b, b.order[nn - 1], S_COPY, "copy");
-        if (!st) s = cvy_fail(err, CVY_ERR_NOMEM, "out of memory");
+        if (!st)
+            s = cvy_fail(err, CVY_ERR_NOMEM, "out of memory");
         else {
             st->in[0] = out->input;
             st->out = out->output;
@@ -1019,8 +1032,10 @@ cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas
     if (s == CVY_OK) s = plan_arena(&b);
     if (s == CVY_OK) {
         out->weights = cvy_alloc_aligned(b.nw * sizeof(float));
-        if (!out->weights) s = cvy_fail(err, CVY_ERR_NOMEM, "out of memory for weights");
-        else if (b.nw) memcpy(out->weights, b.w, b.nw * sizeof(float));
+        if (!out->weights)
+            s = cvy_fail(err, CVY_ERR_NOMEM, "out of memory for weights");
+        else if (b.nw)
+            memcpy(out->weights, b.w, b.nw * sizeof(float));
         out->n_weights = b.nw;
     }
     for (int k = 0; s == CVY_OK && k < out->n_steps; k++) {

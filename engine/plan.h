@@ -11,13 +11,13 @@
 #include "kernels.h"
 
 typedef struct value {
-    int ndim;       /* per image, batch excluded */
+    int ndim; /* per image, batch excluded */
     int dims[4];
-    size_t size;    /* floats per image */
-    int root;       /* the value whose storage this one shares (itself unless a view) */
+    size_t size;     /* floats per image */
+    int root;        /* the value whose storage this one shares (itself unless a view) */
     int first, last; /* first step writing it, last step reading it (root only) */
-    size_t offset;  /* arena offset in floats per image; times max_batch at run time */
-    int used;       /* an activation that exists in the graph */
+    size_t offset;   /* arena offset in floats per image; times max_batch at run time */
+    int used;        /* an activation that exists in the graph */
 } value;
 
 typedef enum step_kind {
@@ -59,7 +59,7 @@ typedef struct step {
     /* binary: input 1 may be a constant (b_off) */
     int bin_mode, mul, b_const;
     int chan_c, chan_hw; /* BIN_CHAN: input 1 holds chan_c values, each over chan_hw */
-    int bshape[2][5]; /* general broadcast: dims of each input padded to 5 (batch first) */
+    int bshape[2][5];    /* general broadcast: dims of each input padded to 5 (batch first) */
     int oshape[5];
 
     /* concat: per image, outer = prod(dims before axis) */
@@ -86,9 +86,9 @@ typedef struct plan {
     int n_steps;
     step *steps;
     int input, output;
-    size_t arena_floats; /* per image */
+    size_t arena_floats;   /* per image */
     size_t scratch_floats; /* per thread, max over steps */
-    float *weights;      /* one aligned block */
+    float *weights;        /* one aligned block */
     size_t n_weights;
     size_t params;
     double flops;
@@ -103,9 +103,9 @@ cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas
                       plan *out, cvy_error *err);
 void plan_free(plan *p);
 
-#define CONV_CHUNK 512 /* output columns per im2col+sgemm task: fixed, not thread-dependent */
-#define GEMM_CHUNK 64  /* output neurons per fully-connected task */
+#define CONV_CHUNK            512 /* output columns per im2col+sgemm task: fixed, not thread-dependent */
+#define GEMM_CHUNK            64                /* output neurons per fully-connected task */
 #define PLAN_MAX_ARENA_FLOATS ((size_t)1 << 28) /* 1 GiB of activations per image at most */
-#define CONV_PANEL_FLOATS (256 * 1024) /* im2col panel (k x chunk) budget: 1 MiB */
+#define CONV_PANEL_FLOATS     (256 * 1024)      /* im2col panel (k x chunk) budget: 1 MiB */
 
 #endif

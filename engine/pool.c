@@ -19,9 +19,9 @@ struct cvy_pool {
     pthread_mutex_t run_lock; /* one run at a time */
     pthread_mutex_t lock;     /* guards the job fields, stop and the condvars */
     pthread_cond_t wake, done_cv;
-    atomic_uint generation;  /* bumped for each run */
+    atomic_uint generation;     /* bumped for each run */
     atomic_uint_fast64_t claim; /* generation << 32 | next task index */
-    atomic_int done;         /* tasks finished in the current run */
+    atomic_int done;            /* tasks finished in the current run */
     int stop;
     /* the current run */
     cvy_task_fn fn;
@@ -118,8 +118,8 @@ cvy_pool *cvy_pool_create(int threads)
     pthread_cond_init(&p->done_cv, NULL);
     for (int t = 1; t < threads; t++) {
         worker_arg *wa = malloc(sizeof *wa);
-        if (!wa || (wa->p = p, wa->index = t,
-                    pthread_create(&p->tids[t], NULL, worker_main, wa) != 0)) {
+        if (!wa ||
+            (wa->p = p, wa->index = t, pthread_create(&p->tids[t], NULL, worker_main, wa) != 0)) {
             free(wa);
             p->threads = t; /* destroy joins the ones that started */
             cvy_pool_destroy(p);

@@ -59,8 +59,8 @@ void wino_input(const float *x, int h, int w, int y0, int x0, float *v, size_t v
     }
 }
 
-void wino_input_tiles(const float *x, int cin, int h, int w, int pt, int pl, int tw, int t0,
-                      int t1, float *v, size_t ldv)
+void wino_input_tiles(const float *x, int cin, int h, int w, int pt, int pl, int tw, int t0, int t1,
+                      float *v, size_t ldv)
 {
     for (int ic = 0; ic < cin; ic++)
         for (int t = t0; t < t1; t++)
@@ -91,8 +91,8 @@ void wino_output(const float *m, size_t mstride, float y[WINO_TILE][WINO_TILE])
 }
 
 void wino_output_tiles(const float *m, size_t ocs, size_t ldm, int o0, int o1, int t0, int t1,
-                       int tw, int h_out, int w_out, const float *bias, const float *res,
-                       float *y, const act_params *act)
+                       int tw, int h_out, int w_out, const float *bias, const float *res, float *y,
+                       const act_params *act)
 {
     size_t cols = (size_t)h_out * w_out;
     for (int oc = o0; oc < o1; oc++)

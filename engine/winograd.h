@@ -8,10 +8,10 @@
 
 #include <stddef.h>
 
-#define WINO_TILE 4    /* outputs per tile side */
-#define WINO_ALPHA 6   /* input tile side: 4 + 3 - 1 */
-#define WINO_POS 36    /* transformed positions */
-#define WINO_CHUNK 32  /* tiles per GEMM call: one micro-tile of columns */
+#define WINO_TILE  4  /* outputs per tile side */
+#define WINO_ALPHA 6  /* input tile side: 4 + 3 - 1 */
+#define WINO_POS   36 /* transformed positions */
+#define WINO_CHUNK 32 /* tiles per GEMM call: one micro-tile of columns */
 
 /* U = G g G^T for one 3x3 kernel g (row-major), 36 values, in double precision. */
 void wino_kernel(const float *g, double u[WINO_POS]);
@@ -23,8 +23,8 @@ void wino_input(const float *x, int h, int w, int y0, int x0, float *v, size_t v
 /* The input transform of tiles [t0, t1) for channels [0, cin) of x (cin x h x w): tile t sits
  * at input (t / tw * 4 - pt, t % tw * 4 - pl); writes v[(p * cin + ic) * ldv + t - t0] for the
  * 36 positions p. Reference version; kernels may vectorize it (cvy_kernels.wino_input). */
-void wino_input_tiles(const float *x, int cin, int h, int w, int pt, int pl, int tw, int t0,
-                      int t1, float *v, size_t ldv);
+void wino_input_tiles(const float *x, int cin, int h, int w, int pt, int pl, int tw, int t0, int t1,
+                      float *v, size_t ldv);
 
 /* Y = A^T m A: the 4x4 outputs of 36 transformed values m[p * mstride]. */
 void wino_output(const float *m, size_t mstride, float y[WINO_TILE][WINO_TILE]);
@@ -35,7 +35,7 @@ void wino_output(const float *m, size_t mstride, float y[WINO_TILE][WINO_TILE]);
  * layout as y) may be NULL. Reference version; kernels may vectorize it. */
 struct act_params;
 void wino_output_tiles(const float *m, size_t ocs, size_t ldm, int o0, int o1, int t0, int t1,
-                       int tw, int h_out, int w_out, const float *bias, const float *res,
-                       float *y, const struct act_params *act);
+                       int tw, int h_out, int w_out, const float *bias, const float *res, float *y,
+                       const struct act_params *act);
 
 #endif

@@ -109,8 +109,8 @@ typedef enum cvy_resize {
 /* How an image becomes the model's input: decode, convert colour, resize, then per channel
  * value = (pixel * scale - mean[c]) / std[c], laid out CHW. */
 typedef struct cvy_preproc {
-    int width, height;  /* model input size in pixels */
-    cvy_color color;    /* GRAY: 1 channel; RGB/BGR: 3 channels in that order */
+    int width, height; /* model input size in pixels */
+    cvy_color color;   /* GRAY: 1 channel; RGB/BGR: 3 channels in that order */
     cvy_resize resize;
     int resize_shorter; /* SHORTER_CROP only: length of the shorter side before the crop
                          * (0 = min(width, height); never less than the crop needs) */
@@ -128,8 +128,8 @@ void cvy_model_free(cvy_model *m);
 
 /* Queries: all read-only and thread-safe. */
 void cvy_model_input_shape(const cvy_model *m, int *c, int *h, int *w);
-size_t cvy_model_input_size(const cvy_model *m);  /* floats per image: C*H*W */
-size_t cvy_model_output_size(const cvy_model *m); /* floats per image in the output */
+size_t cvy_model_input_size(const cvy_model *m);         /* floats per image: C*H*W */
+size_t cvy_model_output_size(const cvy_model *m);        /* floats per image in the output */
 int cvy_model_output_is_probability(const cvy_model *m); /* 1: ends in softmax; 0: logits */
 const cvy_preproc *cvy_model_preproc(const cvy_model *m);
 int cvy_model_label_count(const cvy_model *m);
@@ -178,16 +178,15 @@ typedef struct cvy_context cvy_context;
 
 /* Allocates and touches the activation arena and scratch for batches of up to max_batch
  * images. Nothing is allocated by cvy_context_run afterwards. */
-cvy_status cvy_context_create(const cvy_model *m, int max_batch, cvy_context **out,
-                              cvy_error *err);
+cvy_status cvy_context_create(const cvy_model *m, int max_batch, cvy_context **out, cvy_error *err);
 void cvy_context_destroy(cvy_context *c);
 int cvy_context_max_batch(const cvy_context *c);
 /* The context's own input buffer: max_batch * cvy_model_input_size floats, NCHW. */
 float *cvy_context_input(cvy_context *c);
 
 /* Runs n images (1 <= n <= max_batch). input: n*C*H*W floats (any alignment), or NULL to use
- * the context's input buffer. output: n * cvy_model_output_size floats. Each image's output does not depend
- * on n, on the other images, or on the thread count. Not thread-safe per context. */
+ * the context's input buffer. output: n * cvy_model_output_size floats. Each image's output does
+ * not depend on n, on the other images, or on the thread count. Not thread-safe per context. */
 cvy_status cvy_context_run(cvy_context *c, int n, const float *input, float *output,
                            cvy_error *err);
 
@@ -208,8 +207,8 @@ typedef struct cvy_image {
 
 /* Reads only the header of an encoded image (JPEG, PNG, BMP, GIF, TGA, PNM, ...): its size
  * and the file's own channel count (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA). Thread-safe. */
-cvy_status cvy_image_probe(const void *data, size_t size, int *width, int *height,
-                           int *channels, cvy_error *err);
+cvy_status cvy_image_probe(const void *data, size_t size, int *width, int *height, int *channels,
+                           cvy_error *err);
 
 /* Decodes an image to 8-bit gray or RGB (as `channels` asks: 1 or 3). The header is checked
  * first: more than max_pixels pixels (0 = no limit) returns CVY_ERR_LIMIT before decoding.

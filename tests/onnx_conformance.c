@@ -22,16 +22,27 @@
 #include "onnx.pb-c.h"
 #include "onnx_import.h"
 
-#define RTOL 1e-3
-#define ATOL 1e-5
+#define RTOL   1e-3
+#define ATOL   1e-5
 #define MAX_IO 16
 
 /* Operators convoy claims: every test made only of these must pass. */
-static const char *const CLAIMED[] = {
-    "Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "Relu", "Clip", "LeakyRelu",
-    "Sigmoid", "HardSigmoid", "HardSwish", "Add", "Mul", "Concat", "Flatten", "Reshape", "Gemm",
-    "MatMul", "BatchNormalization", "Softmax", "Dropout", "Identity", "Pad", "Transpose",
-    "Split", "ReduceMean", "Squeeze", "Unsqueeze", "Constant", "Div", "Sub", NULL};
+static const char *const CLAIMED[] = {"Conv",        "MaxPool",
+                                      "AveragePool", "GlobalAveragePool",
+                                      "Relu",        "Clip",
+                                      "LeakyRelu",   "Sigmoid",
+                                      "HardSigmoid", "HardSwish",
+                                      "Add",         "Mul",
+                                      "Concat",      "Flatten",
+                                      "Reshape",     "Gemm",
+                                      "MatMul",      "BatchNormalization",
+                                      "Softmax",     "Dropout",
+                                      "Identity",    "Pad",
+                                      "Transpose",   "Split",
+                                      "ReduceMean",  "Squeeze",
+                                      "Unsqueeze",   "Constant",
+                                      "Div",         "Sub",
+                                      NULL};
 
 enum { R_PASS, R_FAIL, R_UNSUP };
 
@@ -95,8 +106,8 @@ static void free_tensor(tensor_file *tf)
 }
 
 /* Runs one data set; returns R_*, with the reason in why. */
-static int run_set(cvy_engine *eng, const uint8_t *model, size_t msize,
-                   const Onnx__ModelProto *mp, const char *set, char *why, size_t wl)
+static int run_set(cvy_engine *eng, const uint8_t *model, size_t msize, const Onnx__ModelProto *mp,
+                   const char *set, char *why, size_t wl)
 {
     const Onnx__GraphProto *g = mp->graph;
     /* graph inputs that are not initializers, in order */
@@ -147,8 +158,7 @@ static int run_set(cvy_engine *eng, const uint8_t *model, size_t msize,
         goto done;
     }
     onnx_binding bind[MAX_IO];
-    for (int k = 1; k < n_in; k++)
-        bind[k - 1] = (onnx_binding){names[k], in[k].pb, in[k].size};
+    for (int k = 1; k < n_in; k++) bind[k - 1] = (onnx_binding){names[k], in[k].pb, in[k].size};
     for (int o = 0; o < n_out && res == R_PASS; o++) {
         if (out[o].t.dtype != 1) {
             snprintf(why, wl, "output %d of data type %d (only float)", o, out[o].t.dtype);
@@ -160,8 +170,11 @@ static int run_set(cvy_engine *eng, const uint8_t *model, size_t msize,
         cvy_status s = CVY_ERR_INTERNAL, s1 = CVY_OK;
         int unit = 0;
         for (unit = 0; unit < 2; unit++) {
-            onnx_import_opts io = {.unit_batch = unit, .output_index = o, .bind = bind,
-                                   .n_bind = n_in - 1, .dir = set};
+            onnx_import_opts io = {.unit_batch = unit,
+                                   .output_index = o,
+                                   .bind = bind,
+                                   .n_bind = n_in - 1,
+                                   .dir = set};
             fmt_model fm;
             s = onnx_import(model, msize, &io, &fm, &err);
             uint8_t *cvy = NULL;
@@ -184,8 +197,8 @@ static int run_set(cvy_engine *eng, const uint8_t *model, size_t msize,
         int n = unit ? 1 : (int)in[0].t.dims[0];
         size_t isz = cvy_model_input_size(m), osz = cvy_model_output_size(m);
         if (n < 1 || (size_t)n * isz != in[0].t.n || (size_t)n * osz != out[o].t.n) {
-            snprintf(why, wl, "sizes: batch %d x %zu in (have %zu), x %zu out (expect %zu)", n,
-                     isz, in[0].t.n, osz, out[o].t.n);
+            snprintf(why, wl, "sizes: batch %d x %zu in (have %zu), x %zu out (expect %zu)", n, isz,
+                     in[0].t.n, osz, out[o].t.n);
             res = R_FAIL;
         }
         cvy_context *ctx = NULL;
@@ -215,8 +228,8 @@ done:
     return res;
 }
 
-static int run_test(cvy_engine *eng, const char *dir, const char *name, int *claimed,
-                    char *why, size_t wl)
+static int run_test(cvy_engine *eng, const char *dir, const char *name, int *claimed, char *why,
+                    size_t wl)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s/model.onnx", dir, name);
@@ -236,8 +249,7 @@ static int run_test(cvy_engine *eng, const char *dir, const char *name, int *cla
     }
     *claimed = mp->graph->n_node > 0;
     for (size_t i = 0; i < mp->graph->n_node; i++)
-        if (!mp->graph->node[i]->op_type || !is_claimed(mp->graph->node[i]->op_type))
-            *claimed = 0;
+        if (!mp->graph->node[i]->op_type || !is_claimed(mp->graph->node[i]->op_type)) *claimed = 0;
     int res = R_UNSUP;
     snprintf(why, wl, "no test data set");
     for (int k = 0; k < 64; k++) {
@@ -300,8 +312,7 @@ int main(int argc, char **argv)
         } else if (r == R_FAIL) {
             failed++;
             claimed_failed += claimed;
-            printf("failed      %s%s: %s\n", list[i]->d_name, claimed ? " [claimed]" : "",
-                   why);
+            printf("failed      %s%s: %s\n", list[i]->d_name, claimed ? " [claimed]" : "", why);
         } else {
             unsup++;
             printf("unsupported %s: %s\n", list[i]->d_name, why);
@@ -310,8 +321,7 @@ int main(int argc, char **argv)
     }
     free(list);
     cvy_engine_destroy(eng);
-    printf("%d unsupported; %d failed tests use only claimed operators\n", unsup,
-           claimed_failed);
+    printf("%d unsupported; %d failed tests use only claimed operators\n", unsup, claimed_failed);
     printf("%d passed, %d failed\n", passed, failed);
     return claimed_failed ? 1 : 0;
 }

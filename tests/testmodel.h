@@ -40,9 +40,12 @@ static inline uint32_t tm_begin(fmt_model *m, int c, int h, int w)
     memset(m, 0, sizeof *m);
     uint32_t d[3] = {(uint32_t)c, (uint32_t)h, (uint32_t)w};
     m->input = (uint32_t)fmt_add_activation(m, 3, d);
-    m->preproc = (cvy_preproc){.width = w, .height = h, .color = c == 1 ? CVY_COLOR_GRAY
-                                                                         : CVY_COLOR_RGB,
-                               .scale = 1.0f, .mean = {0, 0, 0}, .std = {1, 1, 1}};
+    m->preproc = (cvy_preproc){.width = w,
+                               .height = h,
+                               .color = c == 1 ? CVY_COLOR_GRAY : CVY_COLOR_RGB,
+                               .scale = 1.0f,
+                               .mean = {0, 0, 0},
+                               .std = {1, 1, 1}};
     return m->input;
 }
 
@@ -64,7 +67,7 @@ static inline uint32_t tm_weight(fmt_model *m, int ndim, const int *dims, float 
 
 /* Appends a node writing a fresh activation; returns that activation's index. */
 static inline uint32_t tm_node(fmt_model *m, uint32_t op, int n_in, const uint32_t *in,
-                        const int32_t *ia, const float *fa, const char *name)
+                               const int32_t *ia, const float *fa, const char *name)
 {
     uint32_t out = (uint32_t)fmt_add_activation(m, 0, NULL);
     fmt_add_node(m, op, (uint32_t)n_in, in, out, ia, fa, name);

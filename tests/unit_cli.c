@@ -20,8 +20,8 @@
 
 #include "../tools/npy.h"
 
-#define MODEL "models/fashion-mnist.cvy"
-#define DATA "tests/data/"
+#define MODEL       "models/fashion-mnist.cvy"
+#define DATA        "tests/data/"
 #define T10K_IMAGES "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
 #define T10K_LABELS "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"
 
@@ -67,8 +67,7 @@ static proc run_convoy(const char *const *args)
     const char *argv[64];
     int n = 0;
     argv[n++] = bin;
-    for (; args[n - 1] && n < 63; n++)
-        argv[n] = args[n - 1];
+    for (; args[n - 1] && n < 63; n++) argv[n] = args[n - 1];
     argv[n] = NULL;
     FILE *fo = tmpfile(), *fe = tmpfile();
     ck_assert_ptr_nonnull(fo);
@@ -100,8 +99,7 @@ static void proc_free(proc *p)
 static int count_lines(const char *s)
 {
     int n = 0;
-    for (; *s; s++)
-        n += *s == '\n';
+    for (; *s; s++) n += *s == '\n';
     return n;
 }
 
@@ -126,8 +124,7 @@ START_TEST(help_everywhere)
     proc p = run_convoy((const char *[]){"--help", NULL});
     ck_assert_int_eq(p.status, 0);
     ck_assert_ptr_nonnull(strstr(p.out, "usage: convoy"));
-    for (size_t i = 0; i < N_COMMANDS; i++)
-        ck_assert_ptr_nonnull(strstr(p.out, COMMANDS[i]));
+    for (size_t i = 0; i < N_COMMANDS; i++) ck_assert_ptr_nonnull(strstr(p.out, COMMANDS[i]));
     ck_assert_str_eq(p.err, "");
     proc_free(&p);
 
@@ -252,8 +249,7 @@ START_TEST(classify_matches_torch)
 
     const char *args[40] = {"classify", "--json", "--top", "3", MODEL};
     int na = 5;
-    for (size_t i = 0; i < gl.gl_pathc; i++)
-        args[na++] = gl.gl_pathv[i];
+    for (size_t i = 0; i < gl.gl_pathc; i++) args[na++] = gl.gl_pathv[i];
     args[na] = NULL;
     proc p = run_convoy(args);
     ck_assert_msg(p.status == 0, "classify failed: %s", p.err);
@@ -434,8 +430,8 @@ START_TEST(bench_json_and_inspect)
     proc_free(&p);
 
     /* --profile: one entry per plan step, named as inspect names them */
-    p = run_convoy((const char *[]){"bench", "--json", "--profile", "--seconds", "0.2",
-                                    "--threads", "1", MODEL, NULL});
+    p = run_convoy((const char *[]){"bench", "--json", "--profile", "--seconds", "0.2", "--threads",
+                                    "1", MODEL, NULL});
     ck_assert_msg(p.status == 0, "bench --profile failed: %s", p.err);
     o = json_loads(p.out, 0, &jerr);
     ck_assert_msg(o != NULL, "not JSON: %s", p.out);

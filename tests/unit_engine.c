@@ -83,12 +83,20 @@ static uint32_t build_conv(fmt_model *m, int v)
     uint32_t x = tm_begin(m, cin, h, w);
     int wd[4] = {cout, cin / group, kh, kw}, bd[1] = {cout};
     uint32_t in[3] = {x, tm_weight(m, 4, wd, 0.5f), tm_weight(m, 1, bd, 0.5f)};
-    int32_t ia[16] = {kh, kw, tm_randint(1, 2), tm_randint(1, 2), tm_randint(0, ekh - 1),
-                      tm_randint(0, ekw - 1), tm_randint(0, ekh - 1), tm_randint(0, ekw - 1), dh,
-                      dw, group};
+    int32_t ia[16] = {kh,
+                      kw,
+                      tm_randint(1, 2),
+                      tm_randint(1, 2),
+                      tm_randint(0, ekh - 1),
+                      tm_randint(0, ekw - 1),
+                      tm_randint(0, ekh - 1),
+                      tm_randint(0, ekw - 1),
+                      dh,
+                      dw,
+                      group};
     uint32_t y = tm_node(m, OP_CONV, v % 3 ? 3 : 2, in, ia, NULL, "conv");
-    static const uint32_t acts[] = {OP_RELU, OP_CLIP, OP_LEAKYRELU, OP_SIGMOID, OP_HARDSIGMOID,
-                                    OP_HARDSWISH};
+    static const uint32_t acts[] = {OP_RELU,    OP_CLIP,        OP_LEAKYRELU,
+                                    OP_SIGMOID, OP_HARDSIGMOID, OP_HARDSWISH};
     if (v % 5 != 0) {
         float fa[8] = {0.0f, 6.0f};
         uint32_t op = acts[v % 6];
@@ -104,8 +112,19 @@ static uint32_t build_pool(fmt_model *m, int v)
     int c = tm_randint(1, 17), h = tm_randint(4, 20), w = tm_randint(4, 30);
     uint32_t x = tm_begin(m, c, h, w);
     int k = tm_randint(1, 4), s = tm_randint(1, 3);
-    int32_t ia[16] = {k, k + v % 2, s, s, tm_randint(0, k - 1), tm_randint(0, k - 1),
-                      tm_randint(0, k - 1), tm_randint(0, k - 1), 1, 1, 0, v % 3 == 0, v % 2};
+    int32_t ia[16] = {k,
+                      k + v % 2,
+                      s,
+                      s,
+                      tm_randint(0, k - 1),
+                      tm_randint(0, k - 1),
+                      tm_randint(0, k - 1),
+                      tm_randint(0, k - 1),
+                      1,
+                      1,
+                      0,
+                      v % 3 == 0,
+                      v % 2};
     return tm_node(m, v % 2 ? OP_AVGPOOL : OP_MAXPOOL, 1, &x, ia, NULL, "pool");
 }
 
@@ -225,8 +244,9 @@ static uint32_t build_wino(fmt_model *m, int v)
     uint32_t x = tm_begin(m, cin, h, w);
     int wd[4] = {cout, cin, 3, 3}, bd[1] = {cout};
     uint32_t in[3] = {x, tm_weight(m, 4, wd, 0.3f), tm_weight(m, 1, bd, 0.5f)};
-    int32_t ia[16] = {3, 3, 1, 1, tm_randint(0, 2), tm_randint(0, 2), tm_randint(0, 2),
-                      tm_randint(0, 2), 1, 1, 1};
+    int32_t ia[16] = {
+        3, 3, 1, 1, tm_randint(0, 2), tm_randint(0, 2), tm_randint(0, 2), tm_randint(0, 2),
+        1, 1, 1};
     uint32_t y = tm_node(m, OP_CONV, 3, in, ia, NULL, "wino");
     if (v % 3 == 0 && ia[A_PT] + ia[A_PB] == 2 && ia[A_PL] + ia[A_PR] == 2 && cin == cout) {
         uint32_t add[2] = {y, x};
@@ -258,8 +278,8 @@ START_TEST(winograd_error_is_bounded)
             maxref = fmax(maxref, fabs(a[i]));
             maxdiff = fmax(maxdiff, fabs((double)a[i] - b[i]));
         }
-        ck_assert_msg(maxdiff <= 2e-5 * maxref, "variant %d: max diff %.3g of max %.3g", v,
-                      maxdiff, maxref);
+        ck_assert_msg(maxdiff <= 2e-5 * maxref, "variant %d: max diff %.3g of max %.3g", v, maxdiff,
+                      maxref);
         worst = fmax(worst, maxdiff / maxref);
         free(x), free(a), free(b);
         cvy_model_free(ref);
@@ -349,8 +369,19 @@ START_TEST(batchnorm_folding_is_exact)
     cvy_model *model = tm_load(eng_opt, &m, y);
     float in[2 * 6 * 7], raw[6 * 4 * 5];
     tm_fill(in, sizeof in / 4);
-    conv_geom g = {.c_in = 2, .h_in = 6, .w_in = 7, .c_out = 6, .h_out = 4, .w_out = 5, .kh = 3,
-                   .kw = 3, .sh = 1, .sw = 1, .dh = 1, .dw = 1, .group = 1};
+    conv_geom g = {.c_in = 2,
+                   .h_in = 6,
+                   .w_in = 7,
+                   .c_out = 6,
+                   .h_out = 4,
+                   .w_out = 5,
+                   .kh = 3,
+                   .kw = 3,
+                   .sh = 1,
+                   .sw = 1,
+                   .dh = 1,
+                   .dw = 1,
+                   .group = 1};
     act_params none = {ACT_NONE, 0, 0};
     cvy_conv_ref(in, wcopy, NULL, raw, &g, &none);
     float *got = tm_run(model, 1, in);
@@ -418,7 +449,8 @@ START_TEST(pool_runs_each_task_once)
         int n = 1 + run % 257;
         memset(hits, 0, sizeof hits);
         cvy_pool_run(p, n, 1 + run % 4, probe_task, &pp);
-        for (int i = 0; i < n; i++) ck_assert_msg(hits[i] == 1, "run %d task %d: %d", run, i, hits[i]);
+        for (int i = 0; i < n; i++)
+            ck_assert_msg(hits[i] == 1, "run %d task %d: %d", run, i, hits[i]);
         for (int i = n; i < 257; i++) ck_assert_int_eq(hits[i], 0);
     }
     ck_assert_int_eq(pp.bad, 0);
@@ -525,9 +557,8 @@ START_TEST(golden_self_test)
             cvy_model_free(ref);
         }
         if (variant == 1) want[17] += 0.01f;
-        ck_assert_int_eq(fmt_set_golden(&m, 3, variant == 2 ? 7 : 3 * 17 * 15, in, 10, want,
-                                        1e-5f, 1e-6f),
-                         0);
+        ck_assert_int_eq(
+            fmt_set_golden(&m, 3, variant == 2 ? 7 : 3 * 17 * 15, in, 10, want, 1e-5f, 1e-6f), 0);
         uint8_t *buf;
         size_t size;
         ck_assert_int_eq(fmt_serialize(&m, &buf, &size, NULL), CVY_OK);
@@ -584,11 +615,11 @@ START_TEST(bad_graph_semantics_are_named)
         cvy_status want;
         const char *msg;
     } cases[] = {
-        {0, CVY_ERR_SHAPE, "fc"},        /* gemm K mismatch */
-        {1, CVY_ERR_SHAPE, "bin"},       /* shapes that do not broadcast */
-        {2, CVY_ERR_SHAPE, "cat"},       /* concat of mismatched dims */
-        {3, CVY_ERR_SHAPE, "reshape"},   /* reshape to the wrong element count */
-        {4, CVY_ERR_UNSUPPORTED, "clip"}, /* clip min > max */
+        {0, CVY_ERR_SHAPE, "fc"},            /* gemm K mismatch */
+        {1, CVY_ERR_SHAPE, "bin"},           /* shapes that do not broadcast */
+        {2, CVY_ERR_SHAPE, "cat"},           /* concat of mismatched dims */
+        {3, CVY_ERR_SHAPE, "reshape"},       /* reshape to the wrong element count */
+        {4, CVY_ERR_UNSUPPORTED, "clip"},    /* clip min > max */
         {5, CVY_ERR_SHAPE, "MiB per image"}, /* activations beyond the arena limit */
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {

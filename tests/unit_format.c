@@ -47,9 +47,15 @@ static uint8_t *small_file(size_t *size)
     return buf;
 }
 
-static uint32_t rd32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint32_t rd32(const uint8_t *p)
+{
+    return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
 static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-static void wr32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> 8 * i); }
+static void wr32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> 8 * i);
+}
 
 /* Offset and size of section `type` in a serialized file. */
 static void section(const uint8_t *b, uint32_t type, uint64_t *off, uint64_t *len)
@@ -123,7 +129,8 @@ START_TEST(round_trip)
         ck_assert_uint_eq(a.tensors[t].ndim, b.tensors[t].ndim);
         if (a.tensors[t].kind == FMT_WEIGHT) {
             ck_assert_uint_eq(((uintptr_t)b.tensors[t].data - (uintptr_t)buf) % 64, 0);
-            ck_assert_mem_eq(a.tensors[t].data, b.tensors[t].data, fmt_tensor_elems(&a.tensors[t]) * 4);
+            ck_assert_mem_eq(a.tensors[t].data, b.tensors[t].data,
+                             fmt_tensor_elems(&a.tensors[t]) * 4);
         }
     }
     for (uint32_t i = 0; i < a.n_nodes; i++) {
@@ -235,7 +242,7 @@ static cvy_status graph_edit(size_t rec_off, uint32_t value, cvy_error *err)
     return s;
 }
 
-#define TENSOR(i) (32 + 48 * (size_t)(i))
+#define TENSOR(i)   (32 + 48 * (size_t)(i))
 #define NODE(i, nt) (32 + 48 * (size_t)(nt) + 192 * (size_t)(i))
 
 START_TEST(hostile_graphs)
@@ -246,20 +253,20 @@ START_TEST(hostile_graphs)
     fmt_model_clear(&m);
     cvy_error err;
     /* tensor 1 is the conv weight (4,1,3,3) */
-    ck_assert_int_eq(graph_edit(TENSOR(1) + 8, 0, &err), CVY_ERR_SHAPE); /* zero dim */
+    ck_assert_int_eq(graph_edit(TENSOR(1) + 8, 0, &err), CVY_ERR_SHAPE);        /* zero dim */
     ck_assert_int_eq(graph_edit(TENSOR(1) + 8, 1u << 30, &err), CVY_ERR_SHAPE); /* absurd dim */
     ck_assert_ptr_nonnull(strstr(err.msg, "tensor 1"));
-    ck_assert_int_eq(graph_edit(TENSOR(1) + 4, 7, &err), CVY_ERR_SHAPE); /* ndim */
+    ck_assert_int_eq(graph_edit(TENSOR(1) + 4, 7, &err), CVY_ERR_SHAPE);               /* ndim */
     ck_assert_int_eq(graph_edit(TENSOR(1) + 24, 64u * 1000000, &err), CVY_ERR_FORMAT); /* offset */
     ck_assert_ptr_nonnull(strstr(err.msg, "outside WEIGHTS"));
     ck_assert_int_eq(graph_edit(TENSOR(1) + 24, 4, &err), CVY_ERR_FORMAT); /* misaligned */
     ck_assert_int_eq(graph_edit(TENSOR(1) + 32, 12, &err), CVY_ERR_SHAPE); /* byte count */
-    ck_assert_int_eq(graph_edit(TENSOR(0) + 8, 3, &err), CVY_ERR_FORMAT); /* input vs PREPROC */
+    ck_assert_int_eq(graph_edit(TENSOR(0) + 8, 3, &err), CVY_ERR_FORMAT);  /* input vs PREPROC */
     /* nodes: 0 conv, 1 relu, 2 pool, 3 flatten, 4 gemm, 5 softmax */
     ck_assert_int_eq(graph_edit(NODE(1, nt), 999, &err), CVY_ERR_UNSUPPORTED); /* op */
     ck_assert_ptr_nonnull(strstr(err.msg, "relu1"));
     ck_assert_int_eq(graph_edit(NODE(1, nt) + 8, 9999, &err), CVY_ERR_FORMAT); /* input index */
-    ck_assert_int_eq(graph_edit(NODE(0, nt) + 36, 5, &err), CVY_ERR_SHAPE); /* kernel vs W */
+    ck_assert_int_eq(graph_edit(NODE(0, nt) + 36, 5, &err), CVY_ERR_SHAPE);    /* kernel vs W */
     ck_assert_ptr_nonnull(strstr(err.msg, "conv1"));
     ck_assert_int_eq(graph_edit(NODE(0, nt) + 36 + 4 * A_SH, 0, &err), CVY_ERR_UNSUPPORTED);
     ck_assert_int_eq(graph_edit(NODE(0, nt) + 36 + 4 * A_PT, 9, &err), CVY_ERR_UNSUPPORTED);

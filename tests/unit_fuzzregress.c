@@ -68,8 +68,11 @@ static void replay_cvy(const char *path, int seed)
 
 static void replay_image(const char *path, int seed)
 {
-    static const cvy_preproc spec = {.width = 28, .height = 28, .color = CVY_COLOR_RGB,
-                                     .resize = CVY_RESIZE_SHORTER_CROP, .scale = 1.0f,
+    static const cvy_preproc spec = {.width = 28,
+                                     .height = 28,
+                                     .color = CVY_COLOR_RGB,
+                                     .resize = CVY_RESIZE_SHORTER_CROP,
+                                     .scale = 1.0f,
                                      .std = {1, 1, 1}};
     static float out[3 * 28 * 28];
     size_t size;

@@ -64,8 +64,7 @@ static const char *write_idx(const char *name, int gz, const uint32_t *words, in
 START_TEST(read_images_and_labels)
 {
     unsigned char px[3 * 4 * 5], lab[3] = {7, 0, 9};
-    for (size_t i = 0; i < sizeof px; i++)
-        px[i] = (unsigned char)(i * 13);
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (unsigned char)(i * 13);
     for (int gz = 0; gz <= 1; gz++) {
         uint32_t iw[4] = {0x803, 3, 4, 5}, lw[2] = {0x801, 3};
         const char *ip = write_idx(gz ? "img.gz" : "img", gz, iw, 4, px, sizeof px);
@@ -137,8 +136,7 @@ END_TEST
 START_TEST(rejects_corrupt_gzip)
 {
     unsigned char px[64 * 64];
-    for (size_t i = 0; i < sizeof px; i++)
-        px[i] = (unsigned char)(i * 7 + (i >> 5));
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (unsigned char)(i * 7 + (i >> 5));
     uint32_t iw[4] = {0x803, 1, 64, 64};
     const char *p = write_idx("z.gz", 1, iw, 4, px, sizeof px);
     /* flip bytes in the middle of the deflate stream */

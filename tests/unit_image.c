@@ -115,8 +115,7 @@ START_TEST(decode_png_rgb_and_rgba)
     /* RGBA: alpha dropped */
     mb = make_png(7, 3, 4, px);
     ck_assert_int_eq(cvy_image_decode(mb.data, mb.size, 3, 0, &img, &err), CVY_OK);
-    for (int i = 0; i < 21; i++)
-        ck_assert_mem_eq(img.pixels + 3 * i, px + 4 * i, 3);
+    for (int i = 0; i < 21; i++) ck_assert_mem_eq(img.pixels + 3 * i, px + 4 * i, 3);
     cvy_image_release(&img);
     free(mb.data);
 }
@@ -365,8 +364,7 @@ START_TEST(pre_gray_normalise)
     cvy_error err = {{0}};
     ck_assert_int_eq(cvy_image_preprocess_spec(&p, &img, out, &err), CVY_OK);
     const float want[4] = {-2.0f, -1.2f, -0.4f, 2.0f};
-    for (int i = 0; i < 4; i++)
-        ck_assert_float_eq_tol(out[i], want[i], 1e-5f);
+    for (int i = 0; i < 4; i++) ck_assert_float_eq_tol(out[i], want[i], 1e-5f);
 }
 END_TEST
 
@@ -380,8 +378,7 @@ START_TEST(pre_gray_from_rgb_luma)
     ck_assert_int_eq(cvy_image_preprocess_spec(&p, &img, out, &err), CVY_OK);
     /* 0.299 R + 0.587 G + 0.114 B rounded: 123.81, 76.245, 149.685, 29.07, 100 */
     const float want[5] = {124, 76, 150, 29, 100};
-    for (int i = 0; i < 5; i++)
-        ck_assert_float_eq(out[i], want[i]);
+    for (int i = 0; i < 5; i++) ck_assert_float_eq(out[i], want[i]);
 }
 END_TEST
 
@@ -398,21 +395,18 @@ START_TEST(pre_rgb_bgr_from_gray_and_swap)
     cvy_error err = {{0}};
     ck_assert_int_eq(cvy_image_preprocess_spec(&p, &gi, out, &err), CVY_OK);
     const float want_g[6] = {76, 199, 75, 198, 37, 98.5f}; /* CHW */
-    for (int i = 0; i < 6; i++)
-        ck_assert_float_eq(out[i], want_g[i]);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(out[i], want_g[i]);
 
     unsigned char rgb[6] = {1, 2, 3, 4, 5, 6};
     cvy_image ci = {2, 1, 3, rgb};
     p = spec(2, 1, CVY_COLOR_RGB, CVY_RESIZE_STRETCH, 0);
     ck_assert_int_eq(cvy_image_preprocess_spec(&p, &ci, out, &err), CVY_OK);
     const float want_rgb[6] = {1, 4, 2, 5, 3, 6};
-    for (int i = 0; i < 6; i++)
-        ck_assert_float_eq(out[i], want_rgb[i]);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(out[i], want_rgb[i]);
     p.color = CVY_COLOR_BGR;
     ck_assert_int_eq(cvy_image_preprocess_spec(&p, &ci, out, &err), CVY_OK);
     const float want_bgr[6] = {3, 6, 2, 5, 1, 4};
-    for (int i = 0; i < 6; i++)
-        ck_assert_float_eq(out[i], want_bgr[i]);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(out[i], want_bgr[i]);
     ck_assert_mem_eq(rgb, ((unsigned char[6]){1, 2, 3, 4, 5, 6}), 6); /* input untouched */
 }
 END_TEST
@@ -427,8 +421,7 @@ START_TEST(pre_stretch_resize)
     float out[9];
     cvy_error err = {{0}};
     ck_assert_int_eq(cvy_image_preprocess_spec(&p, &img, out, &err), CVY_OK);
-    for (int i = 0; i < 9; i++)
-        ck_assert_float_eq(out[i], 90.0f);
+    for (int i = 0; i < 9; i++) ck_assert_float_eq(out[i], 90.0f);
 
     /* a gradient: same bytes as stbir_resize_uint8 itself, ignoring the aspect ratio */
     unsigned char grad[8 * 6 * 3], want[4 * 5 * 3];
@@ -439,8 +432,7 @@ START_TEST(pre_stretch_resize)
     ck_assert_int_eq(cvy_image_preprocess_spec(&p, &ci, out3, &err), CVY_OK);
     ck_assert_int_ne(stbir_resize_uint8(grad, 8, 6, 0, want, 4, 5, 0, 3), 0);
     for (int c = 0; c < 3; c++)
-        for (int i = 0; i < 20; i++)
-            ck_assert_float_eq(out3[c * 20 + i], (float)want[i * 3 + c]);
+        for (int i = 0; i < 20; i++) ck_assert_float_eq(out3[c * 20 + i], (float)want[i * 3 + c]);
 }
 END_TEST
 
@@ -449,28 +441,24 @@ START_TEST(pre_crop_without_resize)
     /* 6x4, shorter side already 4: no resize, center crop 4x4 skips column 0 and 5 */
     unsigned char px[6 * 4];
     for (int y = 0; y < 4; y++)
-        for (int x = 0; x < 6; x++)
-            px[y * 6 + x] = (unsigned char)(x + 10 * y);
+        for (int x = 0; x < 6; x++) px[y * 6 + x] = (unsigned char)(x + 10 * y);
     cvy_image img = {6, 4, 1, px};
     cvy_preproc p = spec(4, 4, CVY_COLOR_GRAY, CVY_RESIZE_SHORTER_CROP, 4);
     float out[16];
     cvy_error err = {{0}};
     ck_assert_int_eq(cvy_image_preprocess_spec(&p, &img, out, &err), CVY_OK);
     for (int y = 0; y < 4; y++)
-        for (int x = 0; x < 4; x++)
-            ck_assert_float_eq(out[y * 4 + x], (float)(x + 1 + 10 * y));
+        for (int x = 0; x < 4; x++) ck_assert_float_eq(out[y * 4 + x], (float)(x + 1 + 10 * y));
 
     /* the same transposed (4 wide, 6 tall) crops rows 1..4; resize_shorter 0 = min(W, H) */
     unsigned char tp[4 * 6];
     for (int y = 0; y < 6; y++)
-        for (int x = 0; x < 4; x++)
-            tp[y * 4 + x] = (unsigned char)(x + 10 * y);
+        for (int x = 0; x < 4; x++) tp[y * 4 + x] = (unsigned char)(x + 10 * y);
     cvy_image ti = {4, 6, 1, tp};
     p.resize_shorter = 0;
     ck_assert_int_eq(cvy_image_preprocess_spec(&p, &ti, out, &err), CVY_OK);
     for (int y = 0; y < 4; y++)
-        for (int x = 0; x < 4; x++)
-            ck_assert_float_eq(out[y * 4 + x], (float)(x + 10 * (y + 1)));
+        for (int x = 0; x < 4; x++) ck_assert_float_eq(out[y * 4 + x], (float)(x + 10 * (y + 1)));
 }
 END_TEST
 

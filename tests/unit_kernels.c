@@ -11,9 +11,14 @@
 #include "winograd.h"
 
 static const act_params ACTS[] = {
-    {ACT_NONE, 0, 0},     {ACT_RELU, 0, 0},         {ACT_CLIP, 0.0f, 6.0f},
-    {ACT_CLIP, -0.5f, 0.25f}, {ACT_LEAKY, 0.1f, 0}, {ACT_SIGMOID, 0, 0},
-    {ACT_HARDSIGMOID, 0.2f, 0.5f}, {ACT_HARDSWISH, 0, 0},
+    {ACT_NONE, 0, 0},
+    {ACT_RELU, 0, 0},
+    {ACT_CLIP, 0.0f, 6.0f},
+    {ACT_CLIP, -0.5f, 0.25f},
+    {ACT_LEAKY, 0.1f, 0},
+    {ACT_SIGMOID, 0, 0},
+    {ACT_HARDSIGMOID, 0.2f, 0.5f},
+    {ACT_HARDSWISH, 0, 0},
 };
 #define N_ACTS (int)(sizeof ACTS / sizeof ACTS[0])
 
@@ -81,7 +86,8 @@ START_TEST(depthwise_matches_reference)
     tm_seed(2);
     for (int trial = 0; trial < 300; trial++) {
         conv_geom g = random_geom(0);
-        if (trial % 3 == 0) g.sw = 2, g.w_out = (g.w_in + g.pl + g.pr - ((g.kw - 1) * g.dw + 1)) / 2 + 1;
+        if (trial % 3 == 0)
+            g.sw = 2, g.w_out = (g.w_in + g.pl + g.pr - ((g.kw - 1) * g.dw + 1)) / 2 + 1;
         size_t nx = (size_t)g.c_in * g.h_in * g.w_in, ny = (size_t)g.c_out * g.h_out * g.w_out;
         size_t nw = (size_t)g.c_out * g.kh * g.kw;
         float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)g.c_out * 4);
@@ -129,9 +135,23 @@ END_TEST
 START_TEST(avgpool_count_include_pad_semantics)
 {
     /* 1x3x3 input of ones, kernel 3, pad 1, stride 1: corners see 4 cells of 9 */
-    conv_geom g = {.c_in = 1, .c_out = 1, .h_in = 3, .w_in = 3, .h_out = 3, .w_out = 3,
-                   .kh = 3, .kw = 3, .sh = 1, .sw = 1, .pt = 1, .pl = 1, .pb = 1, .pr = 1,
-                   .dh = 1, .dw = 1, .group = 1};
+    conv_geom g = {.c_in = 1,
+                   .c_out = 1,
+                   .h_in = 3,
+                   .w_in = 3,
+                   .h_out = 3,
+                   .w_out = 3,
+                   .kh = 3,
+                   .kw = 3,
+                   .sh = 1,
+                   .sw = 1,
+                   .pt = 1,
+                   .pl = 1,
+                   .pb = 1,
+                   .pr = 1,
+                   .dh = 1,
+                   .dw = 1,
+                   .group = 1};
     float x[9], y[9];
     for (int i = 0; i < 9; i++) x[i] = 1.0f;
     cvy_kernels_ref()->avgpool(x, y, &g, 0, 1, 1);
@@ -141,8 +161,19 @@ START_TEST(avgpool_count_include_pad_semantics)
     ck_assert_float_eq_tol(y[0], 1.0f, 1e-6);
     /* ceil_mode window past the padding: 1x4 row, kernel 3 stride 2 no pad -> 2 outputs, the
      * second covers cells 2..4 of which only 2 and 3 exist and no padding: divisor 2 */
-    conv_geom c = {.c_in = 1, .c_out = 1, .h_in = 1, .w_in = 4, .h_out = 1, .w_out = 2, .kh = 1,
-                   .kw = 3, .sh = 1, .sw = 2, .dh = 1, .dw = 1, .group = 1};
+    conv_geom c = {.c_in = 1,
+                   .c_out = 1,
+                   .h_in = 1,
+                   .w_in = 4,
+                   .h_out = 1,
+                   .w_out = 2,
+                   .kh = 1,
+                   .kw = 3,
+                   .sh = 1,
+                   .sw = 2,
+                   .dh = 1,
+                   .dw = 1,
+                   .group = 1};
     float r[4] = {1, 2, 3, 5}, o[2];
     cvy_kernels_ref()->avgpool(r, o, &c, 0, 1, 1);
     ck_assert_float_eq_tol(o[0], 2.0f, 1e-6);
@@ -187,7 +218,8 @@ START_TEST(im2col_chunks_cover_reference_conv)
         g.group = 1;
         g.c_out = tm_randint(1, 7);
         int k = g.c_in * g.kh * g.kw, cols = g.h_out * g.w_out;
-        float *x = malloc((size_t)g.c_in * g.h_in * g.w_in * 4), *w = malloc((size_t)g.c_out * k * 4);
+        float *x = malloc((size_t)g.c_in * g.h_in * g.w_in * 4),
+              *w = malloc((size_t)g.c_out * k * 4);
         float *y1 = malloc((size_t)g.c_out * cols * 4), *y2 = calloc((size_t)g.c_out * cols, 4);
         float *col = malloc((size_t)k * cols * 4);
         tm_fill(x, (size_t)g.c_in * g.h_in * g.w_in), tm_fill(w, (size_t)g.c_out * k);
@@ -205,7 +237,8 @@ START_TEST(im2col_chunks_cover_reference_conv)
             for (int oc = 0; oc < g.c_out; oc++)
                 for (int j = 0; j < c1 - c0; j++) {
                     float acc = 0.0f;
-                    for (int q = 0; q < k; q++) acc += w[(size_t)oc * k + q] * col[(size_t)q * (c1 - c0) + j];
+                    for (int q = 0; q < k; q++)
+                        acc += w[(size_t)oc * k + q] * col[(size_t)q * (c1 - c0) + j];
                     y2[(size_t)oc * cols + c0 + j] = acc;
                 }
         }
@@ -218,7 +251,8 @@ END_TEST
 START_TEST(fc_matches_reference_and_ignores_batch)
 {
     tm_seed(6);
-    const cvy_kernels *tables[2] = {opt(), cvy_cpu_has(CVY_ISA_AVX512) ? cvy_kernels_avx512() : opt()};
+    const cvy_kernels *tables[2] = {opt(),
+                                    cvy_cpu_has(CVY_ISA_AVX512) ? cvy_kernels_avx512() : opt()};
     for (int trial = 0; trial < 120; trial++) {
         const cvy_kernels *kt = tables[trial % 2];
         int n = tm_randint(1, 9), k = tm_randint(1, 300), nout = tm_randint(1, 37);
@@ -267,7 +301,8 @@ START_TEST(gemm_avx512_matches_reference)
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) {
                 double s = 0;
-                for (int q = 0; q < k; q++) s += (double)a[(size_t)i * k + q] * b[(size_t)q * ldb + j];
+                for (int q = 0; q < k; q++)
+                    s += (double)a[(size_t)i * k + q] * b[(size_t)q * ldb + j];
                 float v = (float)s + bias[i];
                 if (r) v += r[(size_t)i * ldc + j];
                 want[(size_t)i * ldc + j] = cvy_act1(v, act);
@@ -293,7 +328,8 @@ START_TEST(gemm_avx512_matches_reference)
                 if (jv % period >= valid) continue;
                 size_t o = (size_t)(jv / period) * valid + (size_t)(jv % period);
                 double s = 0;
-                for (int q = 0; q < k; q++) s += (double)a[(size_t)i * k + q] * b[(size_t)q * ldb + jv];
+                for (int q = 0; q < k; q++)
+                    s += (double)a[(size_t)i * k + q] * b[(size_t)q * ldb + jv];
                 float v = cvy_act1((float)s + bias[i], act);
                 ck_assert_msg(fabs(c2[(size_t)i * ldc + o] - v) <= 1e-5 + 1e-4 * fabs(v),
                               "virtual trial %d", trial);

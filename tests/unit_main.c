@@ -19,8 +19,8 @@ extern Suite *zoo_suite(void);
 extern Suite *fuzzregress_suite(void);
 
 static Suite *(*const SUITES[])(void) = {
-    format_suite, kernels_suite, engine_suite, image_suite, npy_suite, idx_suite, cli_suite,
-    zoo_suite, fuzzregress_suite,
+    format_suite, kernels_suite, engine_suite, image_suite,       npy_suite,
+    idx_suite,    cli_suite,     zoo_suite,    fuzzregress_suite,
 };
 
 int main(void)

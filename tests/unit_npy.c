@@ -41,8 +41,7 @@ static unsigned char *build_npy(int major, const char *dict, const void *data, s
 START_TEST(roundtrip_memory)
 {
     float data[2 * 3 * 4 * 5];
-    for (size_t i = 0; i < sizeof data / sizeof data[0]; i++)
-        data[i] = (float)i * 0.25f - 7.0f;
+    for (size_t i = 0; i < sizeof data / sizeof data[0]; i++) data[i] = (float)i * 0.25f - 7.0f;
     size_t dims[4] = {2, 3, 4, 5};
     for (int nd = 0; nd <= 4; nd++) {
         void *buf;
@@ -51,15 +50,13 @@ START_TEST(roundtrip_memory)
         ck_assert_int_eq(npy_write_memory(data, nd, dims, &buf, &size, &err), 0);
         /* header padded so that the data starts at a multiple of 64 */
         size_t count = 1;
-        for (int i = 0; i < nd; i++)
-            count *= dims[i];
+        for (int i = 0; i < nd; i++) count *= dims[i];
         ck_assert_uint_eq((size - count * 4) % 64, 0);
         npy_array a;
         ck_assert_msg(npy_read_memory(buf, size, &a, &err) == 0, "%s", err.msg);
         ck_assert_int_eq(a.ndim, nd);
         ck_assert_uint_eq(a.count, count);
-        for (int i = 0; i < nd; i++)
-            ck_assert_uint_eq(a.dims[i], dims[i]);
+        for (int i = 0; i < nd; i++) ck_assert_uint_eq(a.dims[i], dims[i]);
         ck_assert_mem_eq(a.data, data, count * 4);
         npy_free(&a);
         free(buf);

@@ -22,10 +22,11 @@
 #define ZOO "tests/data/zoo/"
 
 static const char *const MODELS[] = {
-    "resnet18",          "resnet50",        "mobilenet_v2",     "mobilenet_v3_small",
-    "squeezenet1_1",     "vgg11",           "densenet121",      "efficientnet_b0",
-    "googlenet",         "shufflenet_v2_x1_0", "tutorial_cnn",  "patterns_opset9",
-    "patterns_opset17",  "patterns_1d",
+    "resnet18",           "resnet50",        "mobilenet_v2",
+    "mobilenet_v3_small", "squeezenet1_1",   "vgg11",
+    "densenet121",        "efficientnet_b0", "googlenet",
+    "shufflenet_v2_x1_0", "tutorial_cnn",    "patterns_opset9",
+    "patterns_opset17",   "patterns_1d",
 };
 #define N_MODELS (int)(sizeof MODELS / sizeof MODELS[0])
 
@@ -52,8 +53,7 @@ START_TEST(zoo_model_matches_torch)
     snprintf(path, sizeof path, ZOO "%s.onnx", name);
     cvy_engine *e = new_engine();
     cvy_model *m;
-    ck_assert_msg(cvy_model_load_onnx(e, path, NULL, &m, &err) == CVY_OK, "%s: %s", name,
-                  err.msg);
+    ck_assert_msg(cvy_model_load_onnx(e, path, NULL, &m, &err) == CVY_OK, "%s: %s", name, err.msg);
     int n = (int)in.dims[0];
     size_t osz = cvy_model_output_size(m);
     ck_assert_uint_eq(cvy_model_input_size(m) * (size_t)n, in.count);
@@ -76,8 +76,8 @@ START_TEST(zoo_model_matches_torch)
         }
         ck_assert_msg(bo == br, "%s image %d: top-1 %zu, torch %zu", name, b, bo, br);
     }
-    ck_assert_msg(maxdiff <= 1e-4 * maxref, "%s: max|diff| %g > 1e-4 * max|ref| %g", name,
-                  maxdiff, maxref);
+    ck_assert_msg(maxdiff <= 1e-4 * maxref, "%s: max|diff| %g > 1e-4 * max|ref| %g", name, maxdiff,
+                  maxref);
     free(out);
     cvy_context_destroy(ctx);
     cvy_model_free(m);
@@ -370,8 +370,7 @@ static int convert_cli(const char *args)
 {
     const char *b = getenv("CONVOY_BUILD");
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s/convoy convert %s >/dev/null 2>&1", b && *b ? b : "build",
-             args);
+    snprintf(cmd, sizeof cmd, "%s/convoy convert %s >/dev/null 2>&1", b && *b ? b : "build", args);
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
@@ -380,9 +379,11 @@ START_TEST(convert_command)
 {
     char out[64], args[512];
     snprintf(out, sizeof out, "/tmp/convoy_zoo_%d.cvy", (int)getpid());
-    snprintf(args, sizeof args, ZOO "squeezenet1_1.onnx %s --size 64x64 --color bgr "
-             "--mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --scale 0.0039215 "
-             "--resize shorter-side-crop", out);
+    snprintf(args, sizeof args,
+             ZOO "squeezenet1_1.onnx %s --size 64x64 --color bgr "
+                 "--mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --scale 0.0039215 "
+                 "--resize shorter-side-crop",
+             out);
     ck_assert_int_eq(convert_cli(args), 0);
     cvy_engine *e = new_engine();
     cvy_model *m;

@@ -19,13 +19,13 @@
 #include "idx.h"
 #include "npy.h"
 
-#define EXIT_USAGE 2
-#define MAX_CHUNK 64                  /* largest batch run at once by classify/run */
-#define MAX_BATCH 4096                /* largest --batch accepted */
-#define MAX_THREADS 1024              /* largest --threads accepted */
-#define MAX_IMAGE_BYTES (1L << 30)    /* largest image file classify reads */
-#define MAX_IMAGE_PIXELS (1L << 28)   /* largest decoded image classify accepts */
-#define DEFAULT_BENCH_MAX_RUNS 100000 /* bench stops after this many timed runs */
+#define EXIT_USAGE             2
+#define MAX_CHUNK              64         /* largest batch run at once by classify/run */
+#define MAX_BATCH              4096       /* largest --batch accepted */
+#define MAX_THREADS            1024       /* largest --threads accepted */
+#define MAX_IMAGE_BYTES        (1L << 30) /* largest image file classify reads */
+#define MAX_IMAGE_PIXELS       (1L << 28) /* largest decoded image classify accepts */
+#define DEFAULT_BENCH_MAX_RUNS 100000     /* bench stops after this many timed runs */
 
 /* Threads from the global --threads option (0: all cores); commands may override it. */
 static int g_threads = 0;
@@ -244,27 +244,13 @@ static void json_string(FILE *out, const char *s)
     fputc('"', out);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         switch (*p) {
-        case '"':
-            fputs("\\\"", out);
-            break;
-        case '\\':
-            fputs("\\\\", out);
-            break;
-        case '\n':
-            fputs("\\n", out);
-            break;
-        case '\r':
-            fputs("\\r", out);
-            break;
-        case '\t':
-            fputs("\\t", out);
-            break;
-        case '\b':
-            fputs("\\b", out);
-            break;
-        case '\f':
-            fputs("\\f", out);
-            break;
+        case '"': fputs("\\\"", out); break;
+        case '\\': fputs("\\\\", out); break;
+        case '\n': fputs("\\n", out); break;
+        case '\r': fputs("\\r", out); break;
+        case '\t': fputs("\\t", out); break;
+        case '\b': fputs("\\b", out); break;
+        case '\f': fputs("\\f", out); break;
         default:
             if (*p < 0x20 || *p == 0x7f)
                 fprintf(out, "\\u%04x", *p);
@@ -302,12 +288,9 @@ static int finish_stdout(int status)
 static const char *color_name(cvy_color c)
 {
     switch (c) {
-    case CVY_COLOR_GRAY:
-        return "gray";
-    case CVY_COLOR_RGB:
-        return "RGB";
-    case CVY_COLOR_BGR:
-        return "BGR";
+    case CVY_COLOR_GRAY: return "gray";
+    case CVY_COLOR_RGB: return "RGB";
+    case CVY_COLOR_BGR: return "BGR";
     }
     return "?";
 }
@@ -344,11 +327,9 @@ static void print_preproc(const cvy_preproc *p)
     else
         printf("stretch");
     printf(", value = (pixel * %g - mean) / std, mean [", (double)p->scale);
-    for (int i = 0; i < c; i++)
-        printf(i ? ", %g" : "%g", (double)p->mean[i]);
+    for (int i = 0; i < c; i++) printf(i ? ", %g" : "%g", (double)p->mean[i]);
     printf("], std [");
-    for (int i = 0; i < c; i++)
-        printf(i ? ", %g" : "%g", (double)p->std[i]);
+    for (int i = 0; i < c; i++) printf(i ? ", %g" : "%g", (double)p->std[i]);
     printf("]\n");
 }
 
@@ -1004,9 +985,9 @@ static int cmd_convert(int argc, char **argv)
     const char *pos[2] = {NULL, NULL};
     int npos = 0, only_pos = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *val = NULL, *names[] = {"--labels", "--size", "--color",
-                                                          "--mean", "--std", "--scale",
-                                                          "--resize"};
+        const char *a = argv[i], *val = NULL,
+                   *names[] = {"--labels", "--size",  "--color", "--mean",
+                               "--std",    "--scale", "--resize"};
         if (only_pos || a[0] != '-' || a[1] == '\0') {
             if (npos == 2) return usagef("convert", "expects MODEL.onnx and OUT.cvy only");
             pos[npos++] = a;
@@ -1035,8 +1016,10 @@ static int cmd_convert(int argc, char **argv)
                 o.width < 1 || o.height > 16384 || o.width > 16384)
                 return usagef("convert", "--size must be HxW (1..16384), not '%s'", val);
         } else if (k == 3) {
-            o.color = !strcmp(val, "rgb") ? CVY_COLOR_RGB : !strcmp(val, "bgr") ? CVY_COLOR_BGR
-                      : !strcmp(val, "gray") ? CVY_COLOR_GRAY : -2;
+            o.color = !strcmp(val, "rgb")    ? CVY_COLOR_RGB
+                      : !strcmp(val, "bgr")  ? CVY_COLOR_BGR
+                      : !strcmp(val, "gray") ? CVY_COLOR_GRAY
+                                             : -2;
             if (o.color == -2)
                 return usagef("convert", "--color must be rgb, bgr or gray, not '%s'", val);
         } else if (k == 4 || k == 5) {
@@ -1045,18 +1028,22 @@ static int cmd_convert(int argc, char **argv)
             if (n == 1) v[1] = v[2] = v[0];
             if ((n != 1 && n != 3) || !isfinite(v[0]) || !isfinite(v[1]) || !isfinite(v[2]) ||
                 (k == 5 && (v[0] == 0 || v[1] == 0 || v[2] == 0)))
-                return usagef("convert", "%s must be one or three %snumbers a,b,c, not '%s'",
-                              opt, k == 5 ? "non-zero " : "", val);
+                return usagef("convert", "%s must be one or three %snumbers a,b,c, not '%s'", opt,
+                              k == 5 ? "non-zero " : "", val);
         } else if (k == 6) {
             if (parse_double(val, -1e6, 1e6, &d) || d == 0)
                 return usagef("convert", "--scale must be a non-zero number, not '%s'", val);
             o.scale = (float)d;
         } else {
-            if (!strcmp(val, "stretch")) o.resize = CVY_RESIZE_STRETCH;
-            else if (!strcmp(val, "shorter-side-crop")) o.resize = CVY_RESIZE_SHORTER_CROP;
+            if (!strcmp(val, "stretch"))
+                o.resize = CVY_RESIZE_STRETCH;
+            else if (!strcmp(val, "shorter-side-crop"))
+                o.resize = CVY_RESIZE_SHORTER_CROP;
             else
-                return usagef("convert", "--resize must be stretch or shorter-side-crop, not "
-                              "'%s'", val);
+                return usagef("convert",
+                              "--resize must be stretch or shorter-side-crop, not "
+                              "'%s'",
+                              val);
         }
     }
     if (npos != 2) return usagef("convert", "expects MODEL.onnx and OUT.cvy");

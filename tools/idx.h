@@ -15,8 +15,8 @@
 
 #define IDX_MAGIC_U8_LABELS 0x00000801u
 #define IDX_MAGIC_U8_IMAGES 0x00000803u
-#define IDX_MAX_SIDE 65536         /* largest rows or cols accepted */
-#define IDX_MAX_BYTES (1ull << 32) /* largest payload accepted */
+#define IDX_MAX_SIDE        65536        /* largest rows or cols accepted */
+#define IDX_MAX_BYTES       (1ull << 32) /* largest payload accepted */
 
 typedef struct idx_images {
     int count, rows, cols;

@@ -12,10 +12,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const cvy_preproc specs[2] = {
-        {.width = 28, .height = 28, .color = CVY_COLOR_GRAY, .resize = CVY_RESIZE_STRETCH,
-         .scale = 1.0f / 255, .mean = {0.5f}, .std = {0.25f, 1, 1}},
-        {.width = 32, .height = 32, .color = CVY_COLOR_BGR, .resize = CVY_RESIZE_SHORTER_CROP,
-         .resize_shorter = 36, .scale = 1.0f / 255, .mean = {0.4f, 0.4f, 0.4f},
+        {.width = 28,
+         .height = 28,
+         .color = CVY_COLOR_GRAY,
+         .resize = CVY_RESIZE_STRETCH,
+         .scale = 1.0f / 255,
+         .mean = {0.5f},
+         .std = {0.25f, 1, 1}},
+        {.width = 32,
+         .height = 32,
+         .color = CVY_COLOR_BGR,
+         .resize = CVY_RESIZE_SHORTER_CROP,
+         .resize_shorter = 36,
+         .scale = 1.0f / 255,
+         .mean = {0.4f, 0.4f, 0.4f},
          .std = {0.2f, 0.2f, 0.2f}},
     };
     static float out[3 * 32 * 32];
@@ -24,8 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (cvy_image_probe(data, size, &w, &h, &ch, &err) != CVY_OK) return 0;
     for (int s = 0; s < 2; s++) {
         cvy_image img;
-        if (cvy_image_decode(data, size, s == 0 ? 1 : 3, 1L << 22, &img, &err) != CVY_OK)
-            continue;
+        if (cvy_image_decode(data, size, s == 0 ? 1 : 3, 1L << 22, &img, &err) != CVY_OK) continue;
         (void)cvy_image_preprocess_spec(&specs[s], &img, out, &err);
         cvy_image_release(&img);
     }
