@@ -36,7 +36,9 @@ int cvy_cpu_has(cvy_isa isa)
 
 cvy_engine_params cvy_engine_default_params(void)
 {
-    return (cvy_engine_params){.threads = 0, .isa = CVY_ISA_AUTO, .winograd = 1};
+    const char *w = getenv("CONVOY_WINOGRAD");
+    return (cvy_engine_params){
+        .threads = 0, .isa = CVY_ISA_AUTO, .winograd = !(w && strcmp(w, "0") == 0)};
 }
 
 /* The ISA asked for, capped by CONVOY_ISA and by the CPU. */

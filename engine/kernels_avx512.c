@@ -401,6 +401,48 @@ static void wino_output16(const float *m, size_t ocs, size_t ldm, int o0, int o1
     }
 }
 
+/* ---- max pooling ---------------------------------------------------------------------------- */
+
+/* 16 outputs of one row per step, every tap a masked load filled with -inf, so borders,
+ * padding and ceil_mode windows need no scalar path; stride 2 keeps the even lanes of 32. */
+static void maxpool(const float *x, float *y, const conv_geom *g, int c0, int c1)
+{
+    if (g->sw > 2) {
+        cvy_kernels_avx2()->maxpool(x, y, g, c0, c1);
+        return;
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                           28, 30);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int c = c0; c < c1; c++) {
+        const float *xc = x + (size_t)c * g->h_in * g->w_in;
+        float *yc = y + (size_t)c * g->h_out * g->w_out;
+        for (int oy = 0; oy < g->h_out; oy++) {
+            float *yr = yc + (size_t)oy * g->w_out;
+            for (int ox = 0; ox < g->w_out; ox += 16) {
+                int start = ox * g->sw - g->pl;
+                __m512 m = ninf;
+                for (int ky = 0; ky < g->kh; ky++) {
+                    int iy = oy * g->sh - g->pt + ky * g->dh;
+                    if (iy < 0 || iy >= g->h_in) continue;
+                    const float *xr = xc + (size_t)iy * g->w_in;
+                    for (int kx = 0; kx < g->kw; kx++) {
+                        int s = start + kx * g->dw;
+                        __m512 v = _mm512_mask_loadu_ps(ninf, range_mask(s, g->w_in), xr + s);
+                        if (g->sw == 2) {
+                            __m512 hi = _mm512_mask_loadu_ps(ninf, range_mask(s + 16, g->w_in),
+                                                             xr + s + 16);
+                            v = _mm512_permutex2var_ps(v, even, hi);
+                        }
+                        m = _mm512_max_ps(m, v);
+                    }
+                }
+                _mm512_mask_storeu_ps(yr + ox, cols_mask(g->w_out - ox), m);
+            }
+        }
+    }
+}
+
 static cvy_kernels AVX512;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -414,6 +456,7 @@ static void init(void)
     AVX512.gemm = gemm;
     AVX512.fc = fc;
     AVX512.depthwise = depthwise;
+    AVX512.maxpool = maxpool;
     AVX512.wino_input = wino_input16;
     AVX512.wino_output = wino_output16;
 }

@@ -85,7 +85,8 @@ typedef struct cvy_engine_params {
                    * about 1e-6 relative error, see the README); 0: direct convolution only */
 } cvy_engine_params;
 
-/* Defaults: threads = 0 (all cores), isa = AUTO, winograd = 1. */
+/* Defaults: threads = 0 (all cores), isa = AUTO, winograd = 1 (0 when the environment sets
+ * CONVOY_WINOGRAD=0). */
 cvy_engine_params cvy_engine_default_params(void);
 
 /* Detects the CPU, picks kernels and starts the thread pool (threads-1 workers; the calling

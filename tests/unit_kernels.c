@@ -124,6 +124,11 @@ START_TEST(pools_match_reference)
         cvy_kernels_ref()->maxpool(x, y1, &g, 0, g.c_out);
         opt()->maxpool(x, y2, &g, 0, g.c_out);
         ck_assert_msg(memcmp(y1, y2, ny * 4) == 0, "maxpool trial %d", trial);
+        if (cvy_cpu_has(CVY_ISA_AVX512)) {
+            memset(y2, 0, ny * 4);
+            cvy_kernels_avx512()->maxpool(x, y2, &g, 0, g.c_out);
+            ck_assert_msg(memcmp(y1, y2, ny * 4) == 0, "maxpool512 trial %d", trial);
+        }
         cvy_kernels_ref()->avgpool(x, y1, &g, 0, g.c_out, trial % 2);
         opt()->avgpool(x, y2, &g, 0, g.c_out, trial % 2);
         ck_assert_msg(tm_err(y2, y1, ny, 1e-6, 1e-5) <= 1.0, "avgpool trial %d", trial);
