@@ -7,8 +7,9 @@
 
 #include "kernels.h"
 
-#define MR 12 /* rows (output channels) per micro-tile */
-#define NR 32 /* columns (output pixels) per micro-tile: two zmm */
+#define MR 8      /* rows (output channels) per micro-tile: divides common channel counts */
+#define NV 3      /* zmm vectors of columns per micro-tile */
+#define NR (16 * NV) /* columns (output pixels) per micro-tile */
 
 /* exp(x) for 16 floats: the same reduction and polynomial as the AVX2 kernel. */
 static inline __m512 exp16(__m512 x)
@@ -75,70 +76,79 @@ static inline __mmask16 cols_mask(int n) { return n >= 16 ? 0xffff : (__mmask16)
 
 /* The k loop of a micro-tile: ROW(q) gives B's row q; TWO says whether the second 16 columns
  * are live. Accumulators are named registers thanks to full unrolling over MR. */
-#define TILE_LOOP(ROW, TWO)                                                                        \
+#define TILE_LOOP(ROW, LIVE)                                                                       \
     for (int q = 0; q < k; q++) {                                                                  \
         const float *bq = ROW(q);                                                                  \
-        __m512 b0 = _mm512_maskz_loadu_ps(m0, bq);                                                 \
-        __m512 b1 = TWO ? _mm512_maskz_loadu_ps(m1, bq + 16) : b0;                                 \
+        __m512 bv[NV];                                                                             \
+        _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) bv[v] =                               \
+            v < LIVE ? _mm512_maskz_loadu_ps(mk[v], bq + 16 * v) : _mm512_setzero_ps();            \
         const float *aq = ap + (size_t)q * MR;                                                     \
-        _Pragma("GCC unroll 12") for (int r = 0; r < MR; r++)                                      \
+        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)                                       \
         {                                                                                          \
             __m512 av = _mm512_set1_ps(aq[r]);                                                     \
-            acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);                                            \
-            if (TWO) acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);                                   \
+            _Pragma("GCC unroll 3") for (int v = 0; v < LIVE; v++) acc[v][r] =                     \
+                _mm512_fmadd_ps(av, bv[v], acc[v][r]);                                             \
         }                                                                                          \
     }
 #define ROW_STRIDED(q) (bs->b + (size_t)(q)*bs->ldb + j)
 #define ROW_OFFSET(q)  (bs->b + bs->off[q] + j)
 
 /* One micro-tile: mr <= MR rows, columns [j, j + nc) with nc <= NR, full k, epilogue fused.
- * c and res address output column 0 of row 0. */
+ * c and res address output column 0 of row 0. Only the vectors the columns reach are
+ * computed (live = ceil(nc / 16)). */
 static void tile(const float *ap, int k, const gemm_b *bs, int j, int nc, float *c, size_t ldc,
                  int mr, const float *bias, const float *res, size_t ldres, const act_params *act)
 {
-    __mmask16 m0 = cols_mask(nc), m1 = nc > 16 ? cols_mask(nc - 16) : 0;
-    __m512 acc0[MR], acc1[MR];
-#pragma GCC unroll 12
-    for (int r = 0; r < MR; r++) acc0[r] = acc1[r] = _mm512_setzero_ps();
+    __mmask16 mk[NV];
+    for (int v = 0; v < NV; v++) mk[v] = nc > 16 * v ? cols_mask(nc - 16 * v) : 0;
+    int live = (nc + 15) / 16;
+    __m512 acc[NV][MR];
+#pragma GCC unroll 3
+    for (int v = 0; v < NV; v++)
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) acc[v][r] = _mm512_setzero_ps();
     if (bs->off) {
-        if (m1) TILE_LOOP(ROW_OFFSET, 1) else TILE_LOOP(ROW_OFFSET, 0)
+        if (live == 3) TILE_LOOP(ROW_OFFSET, 3)
+        else if (live == 2) TILE_LOOP(ROW_OFFSET, 2)
+        else TILE_LOOP(ROW_OFFSET, 1)
     } else {
-        if (m1) TILE_LOOP(ROW_STRIDED, 1) else TILE_LOOP(ROW_STRIDED, 0)
+        if (live == 3) TILE_LOOP(ROW_STRIDED, 3)
+        else if (live == 2) TILE_LOOP(ROW_STRIDED, 2)
+        else TILE_LOOP(ROW_STRIDED, 1)
     }
     /* where the columns land: contiguous, or the valid ones packed (compress / expand) */
     size_t o = (size_t)j;
-    __mmask16 v0 = m0, v1 = m1;
+    __mmask16 vm[NV];
+    int at[NV]; /* output offset of each vector's first valid column */
+    for (int v = 0; v < NV; v++) vm[v] = mk[v], at[v] = 16 * v;
     if (bs->period) {
-        uint32_t bits = 0;
+        uint64_t bits = 0;
         int x = j % bs->period;
         for (int l = 0, xl = x; l < nc; l++, xl = xl + 1 == bs->period ? 0 : xl + 1)
-            if (xl < bs->valid) bits |= 1u << l;
-        v0 = (__mmask16)bits;
-        v1 = (__mmask16)(bits >> 16);
+            if (xl < bs->valid) bits |= 1ull << l;
+        for (int v = 0; v < NV; v++) {
+            vm[v] = (__mmask16)(bits >> (16 * v));
+            at[v] = v ? at[v - 1] + __builtin_popcount(vm[v - 1]) : 0;
+        }
         o = (size_t)(j / bs->period) * bs->valid + (size_t)(x < bs->valid ? x : bs->valid);
     }
-    int n0 = __builtin_popcount(v0);
     /* unrolled with constant indices so the accumulators stay in registers */
-#pragma GCC unroll 12
+#pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
         if (r >= mr) break;
         __m512 vb = _mm512_set1_ps(bias ? bias[r] : 0.0f);
         float *cr = c + (size_t)r * ldc + o;
         const float *rr = res ? res + (size_t)r * ldres + o : NULL;
-        __m512 x0 = _mm512_add_ps(acc0[r], vb), x1 = _mm512_add_ps(acc1[r], vb);
-        if (!bs->period) {
-            if (rr) x0 = _mm512_add_ps(x0, _mm512_maskz_loadu_ps(m0, rr));
-            _mm512_mask_storeu_ps(cr, m0, act16(x0, act));
-            if (m1) {
-                if (rr) x1 = _mm512_add_ps(x1, _mm512_maskz_loadu_ps(m1, rr + 16));
-                _mm512_mask_storeu_ps(cr + 16, m1, act16(x1, act));
-            }
-        } else {
-            if (rr) x0 = _mm512_add_ps(x0, _mm512_maskz_expandloadu_ps(v0, rr));
-            _mm512_mask_compressstoreu_ps(cr, v0, act16(x0, act));
-            if (v1) {
-                if (rr) x1 = _mm512_add_ps(x1, _mm512_maskz_expandloadu_ps(v1, rr + n0));
-                _mm512_mask_compressstoreu_ps(cr + n0, v1, act16(x1, act));
+#pragma GCC unroll 3
+        for (int v = 0; v < NV; v++) {
+            if (!vm[v]) continue;
+            __m512 xv = _mm512_add_ps(acc[v][r], vb);
+            if (!bs->period) {
+                if (rr) xv = _mm512_add_ps(xv, _mm512_maskz_loadu_ps(vm[v], rr + at[v]));
+                _mm512_mask_storeu_ps(cr + at[v], vm[v], act16(xv, act));
+            } else {
+                if (rr) xv = _mm512_add_ps(xv, _mm512_maskz_expandloadu_ps(vm[v], rr + at[v]));
+                _mm512_mask_compressstoreu_ps(cr + at[v], vm[v], act16(xv, act));
             }
         }
     }
