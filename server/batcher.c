@@ -25,7 +25,15 @@ struct srv_batcher {
     long queued;          /* images not yet dispatched */
     int stopping;
     pthread_t thread;
+    /* watchdog (srv_batcher_watchdog): passes and drops so far, the count seen at the last
+     * check, and the list of live batchers */
+    atomic_ullong progress;
+    unsigned long long progress_seen;
+    srv_batcher *wd_next;
 };
+
+static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
+static srv_batcher *wd_head;
 
 int64_t srv_now_ns(void)
 {
@@ -150,6 +158,7 @@ static void *batch_main(void *arg)
                              1);
             finish(drop[i], (srv_job_status)drop_st[i]);
         }
+        if (ndrop) atomic_fetch_add(&b->progress, 1);
         if (nimg == 0) continue;
 
         /* Run. A single slice runs straight from and into the job's own buffers. */
@@ -199,6 +208,7 @@ static void *batch_main(void *arg)
             sj->images_done += segs[i].count;
             if (sj->images_done == sj->n) finish(sj, sj->status);
         }
+        atomic_fetch_add(&b->progress, 1);
     }
     free(segs);
     free(drop);
@@ -250,6 +260,10 @@ int srv_batcher_create(const cvy_model *m, int max_batch, int max_delay_us, int 
         free(b);
         return -1;
     }
+    pthread_mutex_lock(&wd_mu);
+    b->wd_next = wd_head;
+    wd_head = b;
+    pthread_mutex_unlock(&wd_mu);
     *out = b;
     return 0;
 }
@@ -307,10 +321,37 @@ void srv_batcher_stop(srv_batcher *b)
 void srv_batcher_destroy(srv_batcher *b)
 {
     if (!b) return;
+    pthread_mutex_lock(&wd_mu);
+    for (srv_batcher **pp = &wd_head; *pp; pp = &(*pp)->wd_next)
+        if (*pp == b) {
+            *pp = b->wd_next;
+            break;
+        }
+    pthread_mutex_unlock(&wd_mu);
     srv_batcher_stop(b);
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
     free(b->out);
     cvy_context_destroy(b->ctx);
     free(b);
+}
+
+int srv_batcher_watchdog(long *queued)
+{
+    int stalled = 0;
+    long total = 0;
+    pthread_mutex_lock(&wd_mu);
+    for (srv_batcher *b = wd_head; b; b = b->wd_next) {
+        unsigned long long p = atomic_load(&b->progress);
+        pthread_mutex_lock(&b->mu);
+        long q = b->queued;
+        int stopping = b->stopping;
+        pthread_mutex_unlock(&b->mu);
+        if (q > 0 && !stopping && p == b->progress_seen) stalled++;
+        b->progress_seen = p;
+        total += q;
+    }
+    pthread_mutex_unlock(&wd_mu);
+    if (queued) *queued = total;
+    return stalled;
 }

@@ -79,6 +79,11 @@ void srv_batcher_stop(srv_batcher *b);
 /* Stops (if needed) and frees everything. No submit may follow. NULL is a no-op. */
 void srv_batcher_destroy(srv_batcher *b);
 
+/* Watchdog check over every live batcher: returns how many have images waiting but finished
+ * no forward pass (and dropped no job) since the previous call, and sets *queued (if not
+ * NULL) to the images waiting in all of them. Call from one thread only. */
+int srv_batcher_watchdog(long *queued);
+
 int64_t srv_now_ns(void);
 
 #endif

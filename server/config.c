@@ -44,6 +44,13 @@ static const opt options[] = {
     {"drain-ms", OPT_INT, F(drain_ms), "10000", 0, 3600000, "max wait for requests on SIGTERM"},
     {"top-k", OPT_INT, F(top_k), "5", 1, 1000000, "default predictions per image"},
     {"idle-timeout-s", OPT_INT, F(idle_timeout_s), "30", 1, 86400, "idle connection timeout"},
+    {"watch", OPT_INT, F(watch), "1", 0, 1, "reload models when their files change (inotify)"},
+    {"watch-debounce-ms", OPT_INT, F(watch_debounce_ms), "200", 0, 60000,
+     "quiet time after a file event before loading"},
+    {"unload-grace-ms", OPT_INT, F(unload_grace_ms), "5000", -1, 86400000,
+     "unload a deleted model file after this (-1 = only by API)"},
+    {"admin-token", OPT_STR, F(admin_token), "", 0, 0,
+     "bearer token for /v2/repository (none = loopback only)"},
     {"log-level", OPT_LEVEL, F(log_level), "info", 0, 0, "debug, info, warn or error"},
     {"print-config", OPT_FLAG, F(print_config), "0", 0, 1, "print the settings and exit"},
 };
@@ -290,7 +297,11 @@ void srv_config_print(const srv_config *cfg, FILE *f)
         const char *p = (const char *)cfg + op->offset;
         switch (op->type) {
         case OPT_STR:
-            json_object_set_new(o, op->name, json_string(p));
+            /* never print the secret itself */
+            if (strcmp(op->name, "admin-token") == 0 && *p)
+                json_object_set_new(o, op->name, json_string("(set)"));
+            else
+                json_object_set_new(o, op->name, json_string(p));
             break;
         case OPT_LEVEL:
             json_object_set_new(o, op->name, json_string(srv_log_level_name(*(const int *)p)));

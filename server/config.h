@@ -29,6 +29,10 @@ typedef struct srv_config {
     int drain_ms;            /* bounded wait for in-flight requests on SIGTERM */
     int top_k;               /* default number of predictions per image */
     int idle_timeout_s;      /* close idle keep-alive connections after this */
+    int watch;               /* inotify on the model directory: reload changed files */
+    int watch_debounce_ms;   /* quiet time after a file event before loading it */
+    int unload_grace_ms;     /* deleted file: unload after this; -1 = only by API */
+    char admin_token[256];   /* bearer token for /v2/repository; empty = loopback only */
     int log_level;           /* SRV_LOG_* */
     int print_config;        /* --print-config: print the effective settings and exit */
 } srv_config;

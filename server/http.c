@@ -2,6 +2,8 @@
  * http.c - see http.h.
  */
 #include "http.h"
+#include "admin.h"
+#include "console.h"
 #include "handlers.h"
 #include "log.h"
 #include "v2.h"
@@ -40,7 +42,11 @@ static void route(srv_req *r, const char *url)
     int ok = 1;
     const char *p;
     r->route = R_NONE;
-    if (strcmp(url, "/healthz") == 0)
+    if (strcmp(url, "/") == 0)
+        r->route = R_CONSOLE;
+    else if (strcmp(url, "/stats") == 0)
+        r->route = R_STATS;
+    else if (strcmp(url, "/healthz") == 0)
         r->route = R_HEALTHZ;
     else if (strcmp(url, "/readyz") == 0)
         r->route = R_READYZ;
@@ -78,13 +84,22 @@ static void route(srv_req *r, const char *url)
                 r->route = R_V2_MODEL_READY;
             else if (strcmp(p, "/infer") == 0)
                 r->route = R_V2_INFER;
+        } else if (strcmp(p, "/repository/index") == 0) {
+            r->route = R_V2_REPO_INDEX;
+        } else if (strncmp(p, "/repository/models/", 19) == 0) {
+            p = segment(p + 19, r->name, sizeof r->name, &ok);
+            if (ok && strcmp(p, "/load") == 0)
+                r->route = R_V2_REPO_LOAD;
+            else if (ok && strcmp(p, "/unload") == 0)
+                r->route = R_V2_REPO_UNLOAD;
         }
     }
 }
 
 static int route_is_post(srv_route rt)
 {
-    return rt == R_CLASSIFY || rt == R_V2_INFER;
+    return rt == R_CLASSIFY || rt == R_V2_INFER || rt == R_V2_REPO_INDEX || rt == R_V2_REPO_LOAD ||
+           rt == R_V2_REPO_UNLOAD;
 }
 
 /* ---- responses --------------------------------------------------------------------------- */
@@ -95,9 +110,10 @@ static void log_request(srv_req *r)
     srv_metrics_model *mm = r->model ? r->model->mm : srv_metrics_model_get(NULL);
     srv_metrics_count(mm, r->status);
     if (r->model) srv_hist_observe(&mm->request_s, ms / 1e3);
+    srv_console_observe(r, ms);
     int lvl = r->status >= 500 ? SRV_LOG_WARN : SRV_LOG_INFO;
     if (r->route == R_METRICS || r->route == R_HEALTHZ || r->route == R_READYZ ||
-        r->route == R_V2_LIVE || r->route == R_V2_READY)
+        r->route == R_V2_LIVE || r->route == R_V2_READY || r->route == R_STATS)
         lvl = SRV_LOG_DEBUG;
     srv_log(lvl, "req=%llu %s %s model=%s images=%d batch=%d status=%d latency_ms=%.3f",
             (unsigned long long)r->id, r->is_post ? "POST" : "GET", r->url,
@@ -113,6 +129,7 @@ static void queue(srv_req *r, int status, struct MHD_Response *resp)
     char id[32];
     snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
     MHD_add_response_header(resp, "X-Request-Id", id);
+    if (r->model) MHD_add_response_header(resp, "X-Model-Version", r->model->hash);
     if (atomic_load(&r->app->draining) || r->body_too_large)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (status == 503) MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
@@ -340,6 +357,15 @@ static void dispatch(srv_req *r)
     case R_V2_MODEL_READY:
     case R_V2_INFER:
         srv_v2_handle(r);
+        break;
+    case R_V2_REPO_INDEX:
+    case R_V2_REPO_LOAD:
+    case R_V2_REPO_UNLOAD:
+        srv_admin_handle(r);
+        break;
+    case R_CONSOLE:
+    case R_STATS:
+        srv_console_handle(r);
         break;
     case R_NONE:
     default:

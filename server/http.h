@@ -47,6 +47,11 @@ typedef enum srv_route {
     R_V2_MODEL,
     R_V2_MODEL_READY,
     R_V2_INFER,
+    R_V2_REPO_INDEX,  /* POST /v2/repository/index (admin.c) */
+    R_V2_REPO_LOAD,   /* POST /v2/repository/models/{name}/load */
+    R_V2_REPO_UNLOAD, /* POST /v2/repository/models/{name}/unload */
+    R_CONSOLE,        /* GET / (console.c) */
+    R_STATS,          /* GET /stats */
 } srv_route;
 
 typedef struct srv_req srv_req;

@@ -11,7 +11,9 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "notify.h"
 #include "registry.h"
+#include "watch.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -114,6 +115,11 @@ int main(int argc, char **argv)
             host, app.port, cvy_engine_isa(eng), cvy_engine_threads(eng), cfg.max_batch,
             cfg.max_delay_us, cfg.max_queue);
 
+    srv_notify_start(reg); /* STATUS= and watchdog pings, also while the models load */
+    /* hot reload: watch before the first scan so no change is missed */
+    srv_watch *watch = NULL;
+    if (cfg.watch && !(watch = srv_watch_start(reg, &cfg, msg, sizeof msg)))
+        srv_log(SRV_LOG_WARN, "%s (changes load on SIGHUP only)", msg);
     int failures = srv_registry_scan(reg);
     if (failures < 0) {
         srv_log(SRV_LOG_ERROR, "option models: cannot read %s", cfg.models);
@@ -121,11 +127,10 @@ int main(int argc, char **argv)
         char why[512];
         if (srv_registry_ready(reg, why, sizeof why)) {
             srv_log(SRV_LOG_NOTICE, "ready");
-            sd_notify(0, "READY=1\nSTATUS=serving");
         } else {
             srv_log(SRV_LOG_WARN, "not ready: %s", why);
-            sd_notifyf(0, "READY=1\nSTATUS=not ready: %s", why);
         }
+        srv_notify_ready(reg);
     }
 
     while (!got_term) {
@@ -133,16 +138,17 @@ int main(int argc, char **argv)
         if (got_hup && !got_term) {
             got_hup = 0;
             srv_log(SRV_LOG_INFO, "SIGHUP: rescanning %s", cfg.models);
-            sd_notify(0, "RELOADING=1");
+            srv_notify_reloading();
             srv_registry_scan(reg);
-            sd_notify(0, "READY=1");
+            srv_notify_ready(reg);
         }
     }
 
     /* Drain. */
     int64_t t0 = srv_now_ns();
+    srv_watch_stop(watch); /* no reloads while draining */
     atomic_store(&app.draining, 1);
-    sd_notify(0, "STOPPING=1");
+    srv_notify_stopping(atomic_load(&app.active));
     srv_http_quiesce(&app);
     srv_log(SRV_LOG_NOTICE, "draining: %ld requests in flight, waiting up to %d ms",
             atomic_load(&app.active), cfg.drain_ms);
@@ -156,6 +162,7 @@ int main(int argc, char **argv)
     int64_t limit2 = srv_now_ns() + 1000000000;
     while (atomic_load(&app.active) > 0 && srv_now_ns() < limit2 && got_term < 3)
         sleep_ms(5);
+    srv_notify_stop();
     srv_http_stop(&app);
     srv_registry_destroy(reg);
     cvy_engine_destroy(eng);

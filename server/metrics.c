@@ -211,6 +211,9 @@ char *srv_metrics_render(srv_metrics_depth_fn depth, void *user, size_t *len)
          offsetof(srv_metrics_model, cancelled)},
         {"convoy_rejected_total", "Requests refused because the queue was full.",
          offsetof(srv_metrics_model, rejected)},
+        {"convoy_model_load_failures_by_model_total",
+         "Failed loads and reloads of the model's file (the old version kept serving).",
+         offsetof(srv_metrics_model, load_fails)},
     };
     for (size_t k = 0; k < sizeof cs / sizeof cs[0]; k++) {
         sb_printf(&b, "# HELP %s %s\n# TYPE %s counter\n", cs[k].name, cs[k].help, cs[k].name);

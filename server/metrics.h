@@ -35,6 +35,7 @@ typedef struct srv_metrics_model {
     atomic_ullong timeouts;    /* entries dropped at their deadline */
     atomic_ullong cancelled;   /* entries dropped because the client left */
     atomic_ullong rejected;    /* requests refused because the queue was full */
+    atomic_ullong load_fails;  /* failed loads and reloads of its file */
 } srv_metrics_model;
 
 /* Returns the slot for a model name (created on first use), or the "none" slot when name is

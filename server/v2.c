@@ -447,8 +447,9 @@ void srv_v2_handle(srv_req *r)
     switch (r->route) {
     case R_V2:
         srv_respond_json(r, 200,
-                         json_pack("{s:s,s:s,s:[s,s]}", "name", "convoy", "version", "0.1.0",
-                                   "extensions", "binary_tensor_data", "classification"));
+                         json_pack("{s:s,s:s,s:[s,s,s]}", "name", "convoy", "version", "0.1.0",
+                                   "extensions", "binary_tensor_data", "classification",
+                                   "model_repository"));
         break;
     case R_V2_LIVE:
         srv_respond_json(r, 200, json_pack("{s:b}", "live", 1));

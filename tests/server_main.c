@@ -1306,6 +1306,10 @@ int main(void)
         return 1;
     }
     SRunner *sr = srunner_create(server_suite());
+    extern Suite *reload_suite(void); /* tests/server_reload.c */
+    srunner_add_suite(sr, reload_suite());
+    extern Suite *onnx_server_suite(void); /* tests/server_onnx.c */
+    srunner_add_suite(sr, onnx_server_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
