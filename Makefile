@@ -50,7 +50,8 @@ all: $(LIB) $(CLI)
 # ---- packages ------------------------------------------------------------------------------
 DEB_BUILD := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
 	libstb-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libsystemd-dev zlib1g-dev
-DEB_TEST := check libsubunit-dev libcurl4-openssl-dev dataset-fashion-mnist libonnx-testdata
+DEB_TEST := check libsubunit-dev libcurl4-openssl-dev dataset-fashion-mnist libonnx-testdata \
+	chromium python3-yaml
 DEB_TOOLS := python3-torch python3-torchvision python3-numpy python3-onnx
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEPS_STAMP := $(BUILD)/.deps-$(shell echo $(DEB_BUILD) $(DEB_TEST) | md5sum | cut -c1-8)
@@ -95,6 +96,8 @@ $(UNIT): $(UNIT_OBJ) $(CLI_LIB_OBJ) $(LIB)
 -include engine/onnx.mk
 -include bench/bench.mk
 -include tests/fuzz/fuzz.mk
+-include deploy/deploy.mk
+-include server/console.mk
 
 # ---- tests ---------------------------------------------------------------------------------
 test: all $(TEST_BINS)
