@@ -101,6 +101,18 @@ async function stopDaemon() {
   return rc;
 }
 
+/* Waits (bounded) until /readyz answers 200: the port opens before the models are loaded. */
+async function waitReady(base) {
+  const end = Date.now() + STEP_MS;
+  for (;;) {
+    try {
+      if ((await fetch(`${base}/readyz`)).status === 200) return;
+    } catch (e) { /* not accepting yet */ }
+    if (Date.now() > end) throw new Error('/readyz not 200 within 15 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 async function apiClassify(base, bytes) {
   const r = await fetch(`${base}/models/fashion-mnist/classify?top_k=5`, {
     method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: bytes,
@@ -111,7 +123,8 @@ async function apiClassify(base, bytes) {
 async function main() {
   const port = await startDaemon();
   const base = `http://127.0.0.1:${port}`;
-  ok(`convoyd started on port ${port}`);
+  await waitReady(base);
+  ok(`convoyd started on port ${port} and ready`);
 
   // What the API itself answers, for comparison.
   const expected = {};
