@@ -304,7 +304,7 @@ static inline __m256i tail_mask(int r)
 }
 
 /* One element: the arithmetic every block variant below repeats per element. */
-static float dot1(const float *x, const float *w, int k)
+static void dot1x1(const float *x, int k, const float *w, float out[1][1])
 {
     __m256 acc = _mm256_setzero_ps();
     int q = 0;
@@ -314,7 +314,7 @@ static float dot1(const float *x, const float *w, int k)
         __m256i m = tail_mask(k - q);
         acc = _mm256_fmadd_ps(_mm256_maskload_ps(x + q, m), _mm256_maskload_ps(w + q, m), acc);
     }
-    return hsum8(acc);
+    out[0][0] = hsum8(acc);
 }
 
 /* 4 images x 4 outputs: 16 accumulators, each loaded vector used four times. */
@@ -355,7 +355,7 @@ static void dot4x4(const float *x, int k, const float *w, float out[4][4])
 }
 
 /* 1 image x 4 outputs: the x vector is loaded once for four dot products. */
-static void dot1x4(const float *x, int k, const float *w, float out[4])
+static void dot1x4(const float *x, int k, const float *w, float out[1][4])
 {
     __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                      _mm256_setzero_ps()};
@@ -372,37 +372,10 @@ static void dot1x4(const float *x, int k, const float *w, float out[4])
         for (int o = 0; o < 4; o++)
             acc[o] = _mm256_fmadd_ps(xv, _mm256_maskload_ps(w + (size_t)o * k + q, m), acc[o]);
     }
-    for (int o = 0; o < 4; o++) out[o] = hsum8(acc[o]);
+    for (int o = 0; o < 4; o++) out[0][o] = hsum8(acc[o]);
 }
 
-/* Outputs outer, images inner: each block of 4 weight rows is read from memory once and
- * reused for every image while it sits in cache. */
-static void avx2_fc(const float *x, int n, int k, const float *w, int o0, int o1, const float *bias,
-                    float *y, size_t ldy, const act_params *act)
-{
-    int o = o0;
-    for (; o + 4 <= o1; o += 4) {
-        const float *wo = w + (size_t)o * k;
-        int i = 0;
-        for (; i + 4 <= n; i += 4) {
-            float r[4][4];
-            dot4x4(x + (size_t)i * k, k, wo, r);
-            for (int a = 0; a < 4; a++)
-                for (int b = 0; b < 4; b++)
-                    y[(size_t)(i + a) * ldy + o + b] = cvy_act1(r[a][b] + bias[o + b], act);
-        }
-        for (; i < n; i++) {
-            float r[4];
-            dot1x4(x + (size_t)i * k, k, wo, r);
-            for (int b = 0; b < 4; b++)
-                y[(size_t)i * ldy + o + b] = cvy_act1(r[b] + bias[o + b], act);
-        }
-    }
-    for (; o < o1; o++)
-        for (int i = 0; i < n; i++)
-            y[(size_t)i * ldy + o] =
-                cvy_act1(dot1(x + (size_t)i * k, w + (size_t)o * k, k) + bias[o], act);
-}
+#include "fc_blocked.h"
 
 /* row[t] = src[(ox + t) * sw + base] for t < run, zero where the index leaves [0, w_in):
  * branch-free, 8 outputs per step, lanes outside the row masked off (masked lanes of a
@@ -460,7 +433,7 @@ static const cvy_kernels AVX2 = {
     .gap = avx2_gap,
     .binary = avx2_binary,
     .binary_chan = avx2_binary_chan,
-    .fc = avx2_fc,
+    .fc = fc_blocked,
     .im2col = avx2_im2col,
     .wino_input = wino_input_tiles,
     .wino_output = wino_output_tiles,

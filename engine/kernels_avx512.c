@@ -7,8 +7,8 @@
 
 #include "kernels.h"
 
-#define MR 8      /* rows (output channels) per micro-tile: divides common channel counts */
-#define NV 3      /* zmm vectors of columns per micro-tile */
+#define MR 8         /* rows (output channels) per micro-tile: divides common channel counts */
+#define NV 3         /* zmm vectors of columns per micro-tile */
 #define NR (16 * NV) /* columns (output pixels) per micro-tile */
 
 /* exp(x) for 16 floats: the same reduction and polynomial as the AVX2 kernel. */
@@ -108,13 +108,19 @@ static void tile(const float *ap, int k, const gemm_b *bs, int j, int nc, float 
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) acc[v][r] = _mm512_setzero_ps();
     if (bs->off) {
-        if (live == 3) TILE_LOOP(ROW_OFFSET, 3)
-        else if (live == 2) TILE_LOOP(ROW_OFFSET, 2)
-        else TILE_LOOP(ROW_OFFSET, 1)
+        if (live == 3)
+            TILE_LOOP(ROW_OFFSET, 3)
+        else if (live == 2)
+            TILE_LOOP(ROW_OFFSET, 2)
+        else
+            TILE_LOOP(ROW_OFFSET, 1)
     } else {
-        if (live == 3) TILE_LOOP(ROW_STRIDED, 3)
-        else if (live == 2) TILE_LOOP(ROW_STRIDED, 2)
-        else TILE_LOOP(ROW_STRIDED, 1)
+        if (live == 3)
+            TILE_LOOP(ROW_STRIDED, 3)
+        else if (live == 2)
+            TILE_LOOP(ROW_STRIDED, 2)
+        else
+            TILE_LOOP(ROW_STRIDED, 1)
     }
     /* where the columns land: contiguous, or the valid ones packed (compress / expand) */
     size_t o = (size_t)j;
@@ -198,35 +204,7 @@ FC_BLOCK(4, 4)
 FC_BLOCK(1, 4)
 FC_BLOCK(1, 1)
 
-/* Outputs outer, images inner: a block of weight rows is read once for the whole batch. */
-static void fc(const float *x, int n, int k, const float *w, int o0, int o1, const float *bias,
-               float *y, size_t ldy, const act_params *act)
-{
-    int o = o0;
-    for (; o + 4 <= o1; o += 4) {
-        const float *wo = w + (size_t)o * k;
-        int i = 0;
-        for (; i + 4 <= n; i += 4) {
-            float r[4][4];
-            dot4x4(x + (size_t)i * k, k, wo, r);
-            for (int a = 0; a < 4; a++)
-                for (int b = 0; b < 4; b++)
-                    y[(size_t)(i + a) * ldy + o + b] = cvy_act1(r[a][b] + bias[o + b], act);
-        }
-        for (; i < n; i++) {
-            float r[1][4];
-            dot1x4(x + (size_t)i * k, k, wo, r);
-            for (int b = 0; b < 4; b++)
-                y[(size_t)i * ldy + o + b] = cvy_act1(r[0][b] + bias[o + b], act);
-        }
-    }
-    for (; o < o1; o++)
-        for (int i = 0; i < n; i++) {
-            float r[1][1];
-            dot1x1(x + (size_t)i * k, k, w + (size_t)o * k, r);
-            y[(size_t)i * ldy + o] = cvy_act1(r[0][0] + bias[o], act);
-        }
-}
+#include "fc_blocked.h"
 
 /* ---- depthwise convolution ---------------------------------------------------------------- */
 
@@ -421,8 +399,8 @@ static void maxpool(const float *x, float *y, const conv_geom *g, int c0, int c1
         cvy_kernels_avx2()->maxpool(x, y, g, c0, c1);
         return;
     }
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
-                                           28, 30);
+    const __m512i even =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     for (int c = c0; c < c1; c++) {
         const float *xc = x + (size_t)c * g->h_in * g->w_in;
@@ -464,7 +442,7 @@ static void init(void)
     AVX512.gemm_packed_size = packed_size;
     AVX512.gemm_pack = pack;
     AVX512.gemm = gemm;
-    AVX512.fc = fc;
+    AVX512.fc = fc_blocked;
     AVX512.depthwise = depthwise;
     AVX512.maxpool = maxpool;
     AVX512.wino_input = wino_input16;
