@@ -429,8 +429,9 @@ static cvy_status check_attrs(imp *im, const char *known)
         const char *p = known;
         size_t l = strlen(n);
         int ok = 0;
-        while (!ok && (p = strstr(p, n)) != NULL) {
-            ok = l && (p == known || p[-1] == ' ') && (p[l] == ' ' || p[l] == '\0');
+        /* an empty name matches nowhere (strstr would find it at every byte, past the end) */
+        while (l && !ok && (p = strstr(p, n)) != NULL) {
+            ok = (p == known || p[-1] == ' ') && (p[l] == ' ' || p[l] == '\0');
             p++;
         }
         if (!ok) return nfail(im, CVY_ERR_UNSUPPORTED, "attribute '%.60s' is not supported", n);
@@ -1738,6 +1739,8 @@ static cvy_status op_pad(imp *im, oval **in, int nin)
     for (int i = 0; i < r; i++) {
         if (p[i] < 0 || p[r + i] < 0)
             return nfail(im, CVY_ERR_UNSUPPORTED, "negative pads (cropping)");
+        if (p[i] > 1024 || p[r + i] > 1024) /* checked before the narrowing to int below */
+            return nfail(im, CVY_ERR_UNSUPPORTED, "pads above 1024");
         int flat_ok = r - im->bo == 2 && i == r - 1; /* (C, L): pad L */
         if ((p[i] || p[r + i]) && !flat_ok && (r - im->bo != 3 || i < r - 2))
             return nfail(im, CVY_ERR_UNSUPPORTED,
@@ -1750,8 +1753,6 @@ static cvy_status op_pad(imp *im, oval **in, int nin)
         return set_out(im, 0, emit(im, OP_IDENTITY, 1, &x->t, NULL, NULL), r, od);
     int pt = flat ? 0 : (int)p[r - 2], pl = (int)p[r - 1];
     int pb = flat ? 0 : (int)p[2 * r - 2], pr = (int)p[2 * r - 1];
-    if (pt > 1024 || pl > 1024 || pb > 1024 || pr > 1024)
-        return nfail(im, CVY_ERR_UNSUPPORTED, "pads above 1024");
     int t = x->t;
     if (value != 0) { /* pad(x, v) = pad(x - v, 0) + v */
         float m = (float)-value;
@@ -1971,6 +1972,10 @@ static cvy_status op_slice(imp *im, oval **in, int nin)
         if (a < 0) return nfail(im, CVY_ERR_FORMAT, "axis out of range");
         int64_t d = x->dims[a], stp = nsp >= 0 ? sp[i] : 1;
         if (stp == 0) return nfail(im, CVY_ERR_FORMAT, "step 0");
+        /* a step beyond the dim selects at most one element, as a step of the dim does;
+         * clamped, the size arithmetic below cannot overflow */
+        int64_t dmax = d > 0 ? d : 1;
+        stp = stp > dmax ? dmax : stp < -dmax ? -dmax : stp;
         int64_t s0 = st[i], e0 = en[i];
         if (s0 < 0) s0 += d;
         if (e0 < 0) e0 += d;
