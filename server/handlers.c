@@ -2,6 +2,7 @@
  * handlers.c - see handlers.h.
  */
 #include "handlers.h"
+#include "decode.h"
 #include "log.h"
 
 #include <errno.h>
@@ -14,7 +15,6 @@ int srv_decode_images(srv_req *r, const srv_image_src *imgs, int n)
 {
     const cvy_model *m = r->model->m;
     size_t in_size = cvy_model_input_size(m), out_size = cvy_model_output_size(m);
-    int channels = cvy_model_preproc(m)->color == CVY_COLOR_GRAY ? 1 : 3;
     long max_pixels = r->app->cfg->max_pixels;
     int64_t t0 = srv_now_ns();
     r->input = malloc(sizeof(float) * in_size * (size_t)n);
@@ -24,38 +24,12 @@ int srv_decode_images(srv_req *r, const srv_image_src *imgs, int n)
         return -1;
     }
     for (int i = 0; i < n; i++) {
-        cvy_error err;
-        int w, h, c;
-        cvy_status st = cvy_image_probe(imgs[i].data, imgs[i].size, &w, &h, &c, &err);
-        if (st != CVY_OK) {
-            srv_respond_error(r, 415, "unsupported_image",
-                              "%s: not an image in a supported "
-                              "format (%.200s)",
-                              imgs[i].what, err.msg);
-            return -1;
-        }
-        if ((long long)w * h > max_pixels) {
-            srv_respond_error(r, 413, "image_too_large",
-                              "%s: %dx%d is %lld pixels, more than the limit of %ld", imgs[i].what,
-                              w, h, (long long)w * h, max_pixels);
-            return -1;
-        }
-        cvy_image img;
-        st = cvy_image_decode(imgs[i].data, imgs[i].size, channels, max_pixels, &img, &err);
-        if (st == CVY_ERR_LIMIT) {
-            srv_respond_error(r, 413, "image_too_large", "%s: %.200s", imgs[i].what, err.msg);
-            return -1;
-        }
-        if (st != CVY_OK) {
-            srv_respond_error(r, 400, "corrupt_image", "%s: cannot decode: %.200s", imgs[i].what,
-                              err.msg);
-            return -1;
-        }
-        st = cvy_image_preprocess(m, &img, r->input + in_size * (size_t)i, &err);
-        cvy_image_release(&img);
-        if (st != CVY_OK) {
-            srv_respond_error(r, 400, "bad_image", "%s: cannot preprocess: %.200s", imgs[i].what,
-                              err.msg);
+        const char *code = "bad_image";
+        char msg[512];
+        int st = srv_decode_image(m, max_pixels, &imgs[i], r->input + in_size * (size_t)i, &code,
+                                  msg, sizeof msg);
+        if (st) {
+            srv_respond_error(r, st, code, "%s", msg);
             return -1;
         }
     }

@@ -2,10 +2,9 @@
  * v2.c - see v2.h.
  */
 #include "v2.h"
-#include "b64.h"
 #include "handlers.h"
+#include "v2_parse.h"
 
-#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,287 +157,58 @@ static void finish_infer(srv_req *r)
                        "Inference-Header-Content-Length", hl);
 }
 
-/* Flattens nested arrays of numbers into dst (capacity cap). Returns count or -1. */
-static long flatten(json_t *a, float *dst, size_t cap, size_t *n)
-{
-    if (json_is_array(a)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(a, i, v)
-        {
-            if (flatten(v, dst, cap, n) < 0) return -1;
-        }
-        return (long)*n;
-    }
-    if (!json_is_number(a) || *n >= cap) return -1;
-    double d = json_number_value(a);
-    if (!isfinite(d)) return -1;
-    dst[(*n)++] = (float)d;
-    return (long)*n;
-}
-
-static int is_true(json_t *v)
-{
-    return json_is_true(v);
-}
-
-/* Reads the requested outputs: binary data and classification (Triton extensions). */
-static int parse_outputs(srv_req *r, json_t *root, v2_ctx *c)
-{
-    json_t *params = json_object_get(root, "parameters");
-    if (params && is_true(json_object_get(params, "binary_data_output"))) c->binary_out = 1;
-    json_t *outs = json_object_get(root, "outputs");
-    if (!outs) return 0;
-    if (!json_is_array(outs)) {
-        srv_respond_error(r, 400, "bad_request", "\"outputs\" must be an array");
-        return -1;
-    }
-    size_t i;
-    json_t *o;
-    json_array_foreach(outs, i, o)
-    {
-        const char *name = json_string_value(json_object_get(o, "name"));
-        if (!name || strcmp(name, "output") != 0) {
-            srv_respond_error(r, 400, "bad_request",
-                              "unknown output '%.60s': the only output "
-                              "is \"output\"",
-                              name ? name : "(none)");
-            return -1;
-        }
-        json_t *op = json_object_get(o, "parameters");
-        if (!op) continue;
-        json_t *bd = json_object_get(op, "binary_data");
-        if (bd) c->binary_out = is_true(bd);
-        json_t *cl = json_object_get(op, "classification");
-        if (cl) {
-            if (!json_is_integer(cl) || json_integer_value(cl) < 1 ||
-                json_integer_value(cl) > 1000000) {
-                srv_respond_error(r, 400, "bad_request",
-                                  "parameters.classification must be a positive integer");
-                return -1;
-            }
-            c->classification = (int)json_integer_value(cl);
-        }
-    }
-    return 0;
-}
-
+/* Parses the body (v2_parse.h), looks the model up, and decodes BYTES images or takes the FP32
+ * tensor as the batch input before queueing it. */
 static void infer(srv_req *r)
 {
-    /* Binary tensor extension: a JSON header of Inference-Header-Content-Length bytes, then
-     * the raw tensor data of the inputs that give parameters.binary_data_size. */
-    size_t json_len = r->len;
+    srv_v2_infer q;
+    const char *code = "bad_request";
+    char msg[512];
     const char *hcl = srv_req_header(r, "Inference-Header-Content-Length");
-    if (hcl) {
-        char *end;
-        unsigned long long v = strtoull(hcl, &end, 10);
-        if (end == hcl || *end || v > r->len) {
-            srv_respond_error(r, 400, "bad_request",
-                              "Inference-Header-Content-Length %.30s exceeds the body", hcl);
-            return;
-        }
-        json_len = (size_t)v;
-    }
-    const char *bin = (r->body ? r->body : "") + json_len;
-    size_t bin_len = r->len - json_len;
-
-    json_error_t je;
-    json_t *root = json_loadb(r->body ? r->body : "", json_len, 0, &je);
-    if (!root) {
-        srv_respond_error(r, 400, "bad_json", "malformed JSON at line %d column %d: %s", je.line,
-                          je.column, je.text);
-        return;
+    int st = srv_v2_infer_json(r->body, r->len, hcl, &q, &code, msg, sizeof msg);
+    if (st) {
+        srv_respond_error(r, st, code, "%s", msg);
+        goto out;
     }
     v2_ctx *c = calloc(1, sizeof *c);
     if (!c) {
-        json_decref(root);
         srv_respond_error(r, 500, "internal", "out of memory");
-        return;
+        goto out;
     }
     r->ctx = c;
     r->ctx_free = v2_ctx_free;
     if (srv_req_model(r) < 0) goto out;
-    json_t *id = json_object_get(root, "id");
-    if (json_is_string(id)) c->id = json_incref(id);
-    json_t *inputs = json_object_get(root, "inputs");
-    if (!json_is_object(root) || !json_is_array(inputs) || json_array_size(inputs) != 1) {
-        srv_respond_error(r, 400, "bad_request",
-                          "expected {\"inputs\": [one tensor]} with exactly one input");
-        goto out;
-    }
-    if (parse_outputs(r, root, c) < 0) goto out;
-    long timeout_us = 0;
-    json_t *params = json_object_get(root, "parameters");
-    json_t *to = params ? json_object_get(params, "timeout") : NULL;
-    if (to) {
-        if (!json_is_integer(to) || json_integer_value(to) < 1) {
-            srv_respond_error(r, 400, "bad_request",
-                              "parameters.timeout must be a positive integer (microseconds)");
-            goto out;
-        }
-        timeout_us = (long)json_integer_value(to);
-    }
-    json_t *in = json_array_get(inputs, 0);
-    json_t *shape = json_object_get(in, "shape");
-    json_t *dtype = json_object_get(in, "datatype");
-    json_t *data = json_object_get(in, "data");
-    json_t *bds = json_object_get(json_object_get(in, "parameters"), "binary_data_size");
-    if (bds && (!json_is_integer(bds) || json_integer_value(bds) < 0 ||
-                (size_t)json_integer_value(bds) > bin_len)) {
-        srv_respond_error(r, 400, "bad_data",
-                          "binary_data_size does not match the %zu bytes "
-                          "after the JSON header",
-                          bin_len);
-        goto out;
-    }
-    size_t bsize = bds ? (size_t)json_integer_value(bds) : 0;
-    if (!json_is_array(shape) || !json_is_string(dtype) || (!data && !bds)) {
-        srv_respond_error(r, 400, "bad_request",
-                          "input 0 needs \"name\", \"shape\", \"datatype\" and \"data\" (or "
-                          "parameters.binary_data_size)");
-        goto out;
-    }
     const cvy_model *m = r->model->m;
     int mc, mh, mw;
     cvy_model_input_shape(m, &mc, &mh, &mw);
-    const char *dt = json_string_value(dtype);
-    int max_images = r->app->cfg->max_images;
-    if (strcmp(dt, "FP32") == 0) {
-        json_int_t dims[4];
-        if (json_array_size(shape) != 4) {
-            srv_respond_error(r, 400, "bad_shape", "FP32 input shape must be [N, %d, %d, %d]", mc,
-                              mh, mw);
-            goto out;
-        }
-        for (int i = 0; i < 4; i++) {
-            json_t *d = json_array_get(shape, (size_t)i);
-            dims[i] = json_is_integer(d) ? json_integer_value(d) : -1;
-        }
-        if (dims[0] < 1 || dims[1] != mc || dims[2] != mh || dims[3] != mw) {
-            srv_respond_error(r, 400, "bad_shape",
-                              "FP32 input shape must be [N, %d, %d, %d] with N >= 1", mc, mh, mw);
-            goto out;
-        }
-        if (dims[0] > max_images) {
-            srv_respond_error(r, 413, "too_many_images", "N = %lld exceeds the limit of %d",
-                              (long long)dims[0], max_images);
-            goto out;
-        }
-        int n = (int)dims[0];
-        size_t in_size = cvy_model_input_size(m);
-        size_t want = in_size * (size_t)n;
-        r->input = malloc(sizeof(float) * want);
-        r->output = malloc(sizeof(float) * cvy_model_output_size(m) * (size_t)n);
-        if (!r->input || !r->output) {
-            srv_respond_error(r, 500, "internal", "out of memory");
-            goto out;
-        }
-        if (bds) {
-            if (bsize != want * sizeof(float)) {
-                srv_respond_error(r, 400, "bad_data",
-                                  "binary_data_size %zu is not %zu floats for shape "
-                                  "[%d, %d, %d, %d]",
-                                  bsize, want, n, mc, mh, mw);
-                goto out;
-            }
-            memcpy(r->input, bin, bsize); /* little-endian host */
-            for (size_t i = 0; i < want; i++)
-                if (!isfinite(r->input[i])) {
-                    srv_respond_error(r, 400, "bad_data", "element %zu is not finite", i);
-                    goto out;
-                }
-        } else {
-            size_t got = 0;
-            if (flatten(data, r->input, want, &got) < 0 || got != want) {
-                srv_respond_error(r, 400, "bad_data",
-                                  "input data must hold exactly %zu finite numbers for shape "
-                                  "[%d, %d, %d, %d]",
-                                  want, n, mc, mh, mw);
-                goto out;
-            }
-        }
-        r->n = n;
-    } else if (strcmp(dt, "BYTES") == 0) {
-        json_t *d0 = json_array_get(shape, 0);
-        size_t nd = json_array_size(shape);
-        json_t *d1 = json_array_get(shape, 1);
-        if (!json_is_integer(d0) || json_integer_value(d0) < 1 || nd < 1 || nd > 2 ||
-            (nd == 2 && (!json_is_integer(d1) || json_integer_value(d1) != 1))) {
-            srv_respond_error(r, 400, "bad_shape", "BYTES input shape must be [N] or [N, 1]");
-            goto out;
-        }
-        json_int_t n = json_integer_value(d0);
-        if (n > max_images) {
-            srv_respond_error(r, 413, "too_many_images", "%lld images exceed the limit of %d",
-                              (long long)n, max_images);
-            goto out;
-        }
-        if (!bds && (!json_is_array(data) || json_array_size(data) != (size_t)n)) {
-            srv_respond_error(r, 400, "bad_data",
-                              "BYTES input data must be an array of %lld base64 images",
-                              (long long)n);
-            goto out;
-        }
-        srv_image_src *imgs = calloc((size_t)n, sizeof *imgs);
-        if (!imgs) {
-            srv_respond_error(r, 500, "internal", "out of memory");
-            goto out;
-        }
-        int bad = 0;
-        size_t off = 0;
-        for (json_int_t i = 0; i < n && !bad; i++) {
-            snprintf(imgs[i].what, sizeof imgs[i].what, "image %lld", (long long)i + 1);
-            if (bds) { /* 4-byte little-endian length, then the encoded image */
-                const unsigned char *p = (const unsigned char *)bin + off;
-                if (off + 4 > bsize) {
-                    bad = 1;
-                } else {
-                    size_t l = p[0] | (size_t)p[1] << 8 | (size_t)p[2] << 16 | (size_t)p[3] << 24;
-                    if (l > bsize - off - 4) {
-                        bad = 1;
-                    } else {
-                        imgs[i].data = p + 4;
-                        imgs[i].size = l;
-                        off += 4 + l;
-                    }
-                }
-                if (bad)
-                    srv_respond_error(r, 400, "bad_data",
-                                      "BYTES element %lld runs past binary_data_size",
-                                      (long long)i);
-                continue;
-            }
-            json_t *v = json_array_get(data, (size_t)i);
-            if (json_is_object(v)) v = json_object_get(v, "b64");
-            if (!json_is_string(v) ||
-                !(imgs[i].owned =
-                      srv_b64_decode(json_string_value(v), json_string_length(v), &imgs[i].size))) {
-                srv_respond_error(r, 400, "bad_base64", "BYTES element %lld: malformed base64",
-                                  (long long)i);
-                bad = 1;
-                break;
-            }
-            imgs[i].data = imgs[i].owned;
-        }
-        int rc = bad ? -1 : srv_decode_images(r, imgs, (int)n);
-        for (json_int_t i = 0; i < n; i++)
-            free(imgs[i].owned);
-        free(imgs);
-        if (rc < 0) goto out;
-    } else {
-        srv_respond_error(r, 400, "bad_datatype",
-                          "datatype %.20s is not supported: use FP32 [N,%d,%d,%d] or BYTES [N]", dt,
-                          mc, mh, mw);
+    st = srv_v2_infer_inputs(&q, mc, mh, mw, r->app->cfg->max_images, &code, msg, sizeof msg);
+    if (st) {
+        srv_respond_error(r, st, code, "%s", msg);
         goto out;
     }
-    if (srv_req_deadline(r, timeout_us) < 0) goto out;
-    json_decref(root);
+    if (q.id) c->id = json_incref(q.id);
+    c->binary_out = q.binary_out;
+    c->classification = q.classification;
+    if (q.input) { /* FP32: the tensor is the batch */
+        r->output = malloc(sizeof(float) * cvy_model_output_size(m) * (size_t)q.n);
+        if (!r->output) {
+            srv_respond_error(r, 500, "internal", "out of memory");
+            goto out;
+        }
+        r->input = q.input;
+        q.input = NULL;
+        r->n = q.n;
+    } else if (srv_decode_images(r, q.imgs, q.n) < 0) {
+        goto out;
+    }
+    if (srv_req_deadline(r, q.timeout_us) < 0) goto out;
+    srv_v2_infer_free(&q);
     free(r->body);
     r->body = NULL;
     srv_req_submit(r, finish_infer);
     return;
 out:
-    json_decref(root);
+    srv_v2_infer_free(&q);
 }
 
 void srv_v2_handle(srv_req *r)
