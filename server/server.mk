@@ -17,11 +17,15 @@ all: $(CONVOYD)
 $(CONVOYD): $(SERVER_OBJ) $(LIB)
 	$(CC) $(LDFLAGS_ALL) -o $@ $(SERVER_OBJ) $(LIB) $(PKG_LIBS) $(SERVER_LIBS)
 
-$(TEST_SERVER_OBJ): EXTRA_CFLAGS += $(shell pkg-config --cflags check libcurl 2>/dev/null)
+# The server modules without HTTP that tests/server_fuzzregress.c calls directly (the same
+# ones the fuzz harnesses link, tests/fuzz/fuzz.mk).
+TEST_SERVER_MODS := $(addprefix $(BUILD)/server/,b64.o body.o decode.o multipart.o v2_parse.o)
+
+$(TEST_SERVER_OBJ): EXTRA_CFLAGS += -Iserver $(shell pkg-config --cflags check libcurl 2>/dev/null)
 
 # The tests start the real daemon, so they need it built.
-$(TEST_SERVER): $(TEST_SERVER_OBJ) $(LIB) | $(CONVOYD)
-	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_SERVER_OBJ) $(LIB) $(PKG_LIBS) \
+$(TEST_SERVER): $(TEST_SERVER_OBJ) $(TEST_SERVER_MODS) $(LIB) | $(CONVOYD)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(TEST_SERVER_OBJ) $(TEST_SERVER_MODS) $(LIB) $(PKG_LIBS) \
 		$(shell pkg-config --libs check libcurl jansson 2>/dev/null)
 
 TEST_BINS += $(TEST_SERVER)

@@ -1310,6 +1310,8 @@ int main(void)
     srunner_add_suite(sr, reload_suite());
     extern Suite *onnx_server_suite(void); /* tests/server_onnx.c */
     srunner_add_suite(sr, onnx_server_suite());
+    extern Suite *fuzzregress_server_suite(void); /* tests/server_fuzzregress.c */
+    srunner_add_suite(sr, fuzzregress_server_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
