@@ -28,7 +28,9 @@ typedef struct srv_config {
     int timeout_ms;          /* default request deadline; 0 = none */
     int drain_ms;            /* bounded wait for in-flight requests on SIGTERM */
     int top_k;               /* default number of predictions per image */
-    int idle_timeout_s;      /* close idle keep-alive connections after this */
+    int idle_timeout_s;      /* close a connection after this long without a byte */
+    int request_timeout_s;   /* a request must arrive whole within this (0 = no limit) */
+    int max_header;          /* bytes of request line + headers */
     int watch;               /* inotify on the model directory: reload changed files */
     int watch_debounce_ms;   /* quiet time after a file event before loading it */
     int unload_grace_ms;     /* deleted file: unload after this; -1 = only by API */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- routing ----------------------------------------------------------------------------- */
@@ -130,7 +131,7 @@ static void queue(srv_req *r, int status, struct MHD_Response *resp)
     snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
     MHD_add_response_header(resp, "X-Request-Id", id);
     if (r->model) MHD_add_response_header(resp, "X-Model-Version", r->model->hash);
-    if (atomic_load(&r->app->draining) || r->body_too_large)
+    if (atomic_load(&r->app->draining) || r->body_too_large || r->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (status == 503) MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (status == 405)
@@ -180,6 +181,27 @@ void srv_respond_json(srv_req *r, int status, json_t *body)
     srv_respond_text(r, status, "application/json", s, strlen(s));
 }
 
+/* Replaces in place every byte of s that is not part of valid UTF-8, and every control
+ * character, by '?': messages quote names and bytes from requests, and JSON needs UTF-8. */
+static void utf8_sanitize(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        int len = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
+                             : (*p & 0xf8) == 0xf0 ? 4 : 0;
+        int ok = len > 0 && !(len == 2 && *p < 0xc2) && !(len == 4 && *p > 0xf4);
+        for (int i = 1; ok && i < len; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (ok && len == 3) ok = !(*p == 0xe0 && p[1] < 0xa0) && !(*p == 0xed && p[1] >= 0xa0);
+        if (ok && len == 4) ok = !(*p == 0xf0 && p[1] < 0x90) && !(*p == 0xf4 && p[1] >= 0x90);
+        if (!ok || (len == 1 && (*p < 0x20 || *p == 0x7f))) {
+            *p++ = '?';
+            continue;
+        }
+        p += len;
+    }
+}
+
 void srv_respond_error(srv_req *r, int status, const char *code, const char *fmt, ...)
 {
     char msg[1024];
@@ -187,11 +209,14 @@ void srv_respond_error(srv_req *r, int status, const char *code, const char *fmt
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    utf8_sanitize(msg);
     json_t *body;
     if (r->v2)
         body = json_pack("{s:s}", "error", msg);
     else
         body = json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+    int limit = srv_metrics_limit_of_code(code);
+    if (limit >= 0) srv_metrics_limit((srv_limit)limit);
     if (status >= 500 || status == 413)
         srv_log(SRV_LOG_DEBUG, "req=%llu: %d %s: %s", (unsigned long long)r->id, status, code, msg);
     srv_respond_json(r, status, body);
@@ -337,6 +362,128 @@ int srv_req_job_failed(srv_req *r)
     }
 }
 
+/* ---- connections: count, limit, request timeout ------------------------------------------ */
+
+/* One open connection, from libmicrohttpd's "started" notification to its "closed" one (which
+ * comes before the socket is closed, so the sweeper never touches a reused descriptor). All
+ * fields are guarded by app->conn_mu. */
+struct srv_conn {
+    int fd;
+    int64_t since_ns; /* opened, or its last answer completed: the next request began after */
+    int busy;         /* a whole request arrived and is being answered (its deadline rules) */
+    int swept;        /* shut down by the sweeper */
+    int timed_out;    /* libmicrohttpd reported its idle timeout */
+    srv_conn *prev, *next;
+};
+
+static srv_conn *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* Marks a connection busy (a request is being answered) or idle again. Thread-safe. */
+static void conn_set_busy(srv_app *app, struct MHD_Connection *conn, int busy, int timed_out)
+{
+    srv_conn *c = conn_of(conn);
+    if (!c) return;
+    pthread_mutex_lock(&app->conn_mu);
+    c->busy = busy;
+    if (!busy) c->since_ns = srv_now_ns();
+    if (timed_out) c->timed_out = 1;
+    pthread_mutex_unlock(&app->conn_mu);
+}
+
+/* libmicrohttpd's connection notification: tracks every open connection in app->conns and
+ * counts the ones its idle timeout closed. Runs on the HTTP threads. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    srv_app *app = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        atomic_fetch_add(&srv_metrics_connections, 1);
+        srv_conn *c = calloc(1, sizeof *c);
+        *socket_context = c;
+        if (!c) return; /* not tracked: only the idle timeout applies */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = ci ? ci->connect_fd : -1;
+        c->since_ns = srv_now_ns();
+        pthread_mutex_lock(&app->conn_mu);
+        c->next = app->conns;
+        if (app->conns) app->conns->prev = c;
+        app->conns = c;
+        pthread_mutex_unlock(&app->conn_mu);
+        return;
+    }
+    atomic_fetch_sub(&srv_metrics_connections, 1);
+    srv_conn *c = *socket_context;
+    *socket_context = NULL;
+    if (!c) return;
+    pthread_mutex_lock(&app->conn_mu);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        app->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    /* Idle timeout: reported for a request in progress, or silent since the last answer. */
+    int64_t idle_ns = (int64_t)app->cfg->idle_timeout_s * 1000000000;
+    if (c->timed_out || (!c->swept && !c->busy && srv_now_ns() - c->since_ns >= idle_ns))
+        srv_metrics_limit(SRV_LIMIT_IDLE_TIMEOUT);
+    pthread_mutex_unlock(&app->conn_mu);
+    free(c);
+}
+
+/* The sweeper thread, four times a second, for every connection still receiving a request:
+ * - past request-timeout-s (when set), shuts it down, so a client sending a byte now and then
+ *   cannot hold a connection slot forever;
+ * - when its client has closed, shuts it down too: libmicrohttpd 0.9.75 with epoll misses an
+ *   end of stream that arrives with the last data of an incomplete request and would keep the
+ *   connection until the idle timeout.
+ * libmicrohttpd then sees the end of the stream and closes the connection. */
+static void *sweeper_main(void *arg)
+{
+    srv_app *app = arg;
+    int64_t limit_ns = (int64_t)app->cfg->request_timeout_s * 1000000000;
+    pthread_mutex_lock(&app->conn_mu);
+    while (!app->sweeper_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 250000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&app->sweep_cv, &app->conn_mu, &ts);
+        int64_t now = srv_now_ns();
+        for (srv_conn *c = app->conns; c; c = c->next) {
+            if (c->busy || c->swept || c->fd < 0) continue;
+            char b;
+            if (limit_ns > 0 && now - c->since_ns > limit_ns) {
+                srv_metrics_limit(SRV_LIMIT_REQUEST_TIMEOUT);
+                srv_log(SRV_LOG_DEBUG, "closing a connection: no whole request within %d s",
+                        app->cfg->request_timeout_s);
+            } else if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) != 0) {
+                continue; /* data waiting, or nothing yet (EAGAIN): the client is there */
+            }
+            shutdown(c->fd, SHUT_RDWR);
+            c->swept = 1;
+        }
+    }
+    pthread_mutex_unlock(&app->conn_mu);
+    return NULL;
+}
+
+/* Sums the sizes of the request's header lines and query arguments. */
+static enum MHD_Result add_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
 /* ---- libmicrohttpd callbacks ------------------------------------------------------------- */
 
 static void dispatch(srv_req *r)
@@ -399,6 +546,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->is_post = strcmp(method, "POST") == 0;
         route(r, url);
 
+        size_t head = strlen(method) + strlen(url) + 12;
+        MHD_get_connection_values(conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, add_size, &head);
+        if (head > (size_t)app->cfg->max_header) {
+            r->close = 1;
+            srv_respond_error(r, 431, "header_too_large",
+                              "request line and headers of %zu bytes exceed the limit of %d",
+                              head, app->cfg->max_header);
+            return MHD_YES;
+        }
+        if (atomic_load(&srv_metrics_connections) > app->cfg->max_connections) {
+            r->close = 1;
+            srv_respond_error(r, 503, "too_many_connections",
+                              "more than %d connections are open; retry later",
+                              app->cfg->max_connections);
+            return MHD_YES;
+        }
         if (r->route == R_NONE) {
             srv_respond_error(r, 404, "not_found", "no such endpoint: %.200s", url);
             return MHD_YES;
@@ -482,6 +645,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (r->body) r->body[r->len] = 0;
+    conn_set_busy(app, conn, 1, 0);
     dispatch(r);
     return MHD_YES;
 }
@@ -491,7 +655,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 {
     srv_app *app = cls;
     srv_req *r = *req_cls;
-    (void)conn;
+    conn_set_busy(app, conn, 0, toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED);
     if (!r) return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->responded)
         srv_log(SRV_LOG_DEBUG, "req=%llu %s: connection ended before the answer (code %d)",
@@ -550,16 +714,27 @@ int srv_http_start(srv_app *app, char *err, size_t errn)
                      MHD_USE_ERROR_LOG;
     if (family == AF_INET6) flags |= MHD_USE_IPv6;
     int pnum = atoi(port);
+    pthread_mutex_init(&app->conn_mu, NULL);
+    pthread_cond_init(&app->sweep_cv, NULL);
+    app->conns = NULL;
+    app->sweeper_on = app->sweeper_stop = 0;
+    /* libmicrohttpd answers 431 itself past its pool; below that our check answers in JSON. */
+    size_t pool = 2 * (size_t)cfg->max_header + 4096;
+    if (pool < 16384) pool = 16384;
+    /* A few connections beyond max-connections are accepted to be told 503. */
+    unsigned conn_limit = (unsigned)cfg->max_connections;
+    conn_limit += conn_limit / 16 < 8 ? 8 : conn_limit / 16;
     app->daemon = MHD_start_daemon(
         flags, (uint16_t)pnum, NULL, NULL, on_request, app, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(cfg->http_threads > 1 ? cfg->http_threads : 0), MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)cfg->idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, app,
+        conn_limit, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, app, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, app,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
         /* libmicrohttpd clears the per-connection pool for every request: keep it small (it
          * holds the request line, headers and the read buffer; bodies go to our buffer). */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
         NULL, MHD_OPTION_END);
     if (!app->daemon) {
         snprintf(err, errn, "option listen: cannot listen on %s (in use or not permitted?)",
@@ -567,6 +742,7 @@ int srv_http_start(srv_app *app, char *err, size_t errn)
         return -1;
     }
     app->listen_fd = -1;
+    if (pthread_create(&app->sweeper, NULL, sweeper_main, app) == 0) app->sweeper_on = 1;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(app->daemon, MHD_DAEMON_INFO_LISTEN_FD);
     app->port = pnum;
     if (di) {
@@ -596,6 +772,14 @@ void srv_http_quiesce(srv_app *app)
 
 void srv_http_stop(srv_app *app)
 {
+    if (app->sweeper_on) {
+        pthread_mutex_lock(&app->conn_mu);
+        app->sweeper_stop = 1;
+        pthread_cond_signal(&app->sweep_cv);
+        pthread_mutex_unlock(&app->conn_mu);
+        pthread_join(app->sweeper, NULL);
+        app->sweeper_on = 0;
+    }
     if (app->daemon) MHD_stop_daemon(app->daemon);
     app->daemon = NULL;
     if (app->listen_fd >= 0) close(app->listen_fd);

@@ -22,6 +22,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+typedef struct srv_conn srv_conn;
+
 typedef struct srv_app {
     const srv_config *cfg;
     srv_registry *reg;
@@ -31,6 +33,13 @@ typedef struct srv_app {
     atomic_int draining; /* SIGTERM seen: readiness off, answers close their connection */
     atomic_long active;  /* requests between first handler call and completion */
     atomic_ullong next_id;
+
+    /* open connections, for the request timeout (http.c) */
+    pthread_mutex_t conn_mu;
+    pthread_cond_t sweep_cv;
+    srv_conn *conns;
+    pthread_t sweeper;
+    int sweeper_on, sweeper_stop;
 } srv_app;
 
 typedef enum srv_route {
@@ -72,6 +81,7 @@ struct srv_req {
     char *body; /* request body (NUL-terminated) */
     size_t len, cap;
     int body_too_large;
+    int close;     /* answer with Connection: close */
     int responded;
 
     /* batch job */
@@ -90,7 +100,8 @@ struct srv_req {
     int status;
 };
 
-/* Starts the daemon on cfg->listen. Returns 0 or -1 with a message in err. */
+/* Starts the daemon on cfg->listen (and the request-timeout sweeper). Returns 0 or -1 with a
+ * message in err. */
 int srv_http_start(srv_app *app, char *err, size_t errn);
 /* Stops accepting connections (the listen socket closes); open ones keep being served. */
 void srv_http_quiesce(srv_app *app);

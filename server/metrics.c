@@ -16,11 +16,25 @@ static const double batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 102
 #define NLAT (int)(sizeof latency_bounds / sizeof latency_bounds[0])
 #define NBAT (int)(sizeof batch_bounds / sizeof batch_bounds[0])
 
-static const int codes[] = {200, 400, 404, 405, 413, 415, 500, 503, 504};
+static const int codes[] = {200, 400, 404, 405, 408, 413, 415, 431, 499, 500, 503, 504};
 #define NCODES (int)(sizeof codes / sizeof codes[0])
 /* slot NCODES holds every other status */
 
 atomic_ullong srv_metrics_model_loads;
+atomic_long srv_metrics_connections;
+static atomic_ullong limit_hits[SRV_LIMIT_COUNT];
+static const struct {
+    const char *label, *code;
+} limits[SRV_LIMIT_COUNT] = {
+    [SRV_LIMIT_BODY] = {"body", "body_too_large"},
+    [SRV_LIMIT_HEADER] = {"header", "header_too_large"},
+    [SRV_LIMIT_PIXELS] = {"pixels", "image_too_large"},
+    [SRV_LIMIT_IMAGES] = {"images", "too_many_images"},
+    [SRV_LIMIT_CONNECTIONS] = {"connections", "too_many_connections"},
+    [SRV_LIMIT_REQUEST_TIMEOUT] = {"request_timeout", NULL},
+    [SRV_LIMIT_IDLE_TIMEOUT] = {"idle_timeout", NULL},
+    [SRV_LIMIT_QUEUE] = {"queue", "queue_full"},
+};
 atomic_ullong srv_metrics_model_load_failures;
 
 static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -77,6 +91,19 @@ void srv_metrics_count(srv_metrics_model *mm, int status)
     for (i = 0; i < NCODES; i++)
         if (codes[i] == status) break;
     atomic_fetch_add_explicit(&mm->by_code[i], 1, memory_order_relaxed);
+}
+
+void srv_metrics_limit(srv_limit l)
+{
+    if ((unsigned)l < SRV_LIMIT_COUNT)
+        atomic_fetch_add_explicit(&limit_hits[l], 1, memory_order_relaxed);
+}
+
+int srv_metrics_limit_of_code(const char *code)
+{
+    for (int i = 0; code && i < SRV_LIMIT_COUNT; i++)
+        if (limits[i].code && strcmp(limits[i].code, code) == 0) return i;
+    return -1;
 }
 
 void srv_hist_observe(srv_hist *h, double v)
@@ -228,6 +255,14 @@ char *srv_metrics_render(srv_metrics_depth_fn depth, void *user, size_t *len)
         long d = depth ? depth(list[i]->name, user) : -1;
         if (d >= 0) sb_printf(&b, "convoy_queue_depth{model=\"%s\"} %ld\n", list[i]->name, d);
     }
+    sb_printf(&b, "# HELP convoy_limit_hits_total Requests refused or connections closed by a "
+                  "limit.\n# TYPE convoy_limit_hits_total counter\n");
+    for (int i = 0; i < SRV_LIMIT_COUNT; i++)
+        sb_printf(&b, "convoy_limit_hits_total{limit=\"%s\"} %llu\n", limits[i].label,
+                  atomic_load(&limit_hits[i]));
+    sb_printf(&b, "# HELP convoy_connections Open HTTP connections.\n"
+                  "# TYPE convoy_connections gauge\nconvoy_connections %ld\n",
+              atomic_load(&srv_metrics_connections));
     sb_printf(&b,
               "# HELP convoy_model_loads_total Model files loaded.\n"
               "# TYPE convoy_model_loads_total counter\nconvoy_model_loads_total %llu\n"

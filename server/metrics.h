@@ -45,6 +45,26 @@ srv_metrics_model *srv_metrics_model_get(const char *name);
 void srv_metrics_count(srv_metrics_model *mm, int http_status);
 void srv_hist_observe(srv_hist *h, double v);
 
+/* The request limits of issue "Hardening", each counted when it refuses or closes something. */
+typedef enum srv_limit {
+    SRV_LIMIT_BODY,            /* 413 body_too_large */
+    SRV_LIMIT_HEADER,          /* 431 header_too_large */
+    SRV_LIMIT_PIXELS,          /* 413 image_too_large */
+    SRV_LIMIT_IMAGES,          /* 413 too_many_images */
+    SRV_LIMIT_CONNECTIONS,     /* 503 too_many_connections */
+    SRV_LIMIT_REQUEST_TIMEOUT, /* connection closed: request not received within the limit */
+    SRV_LIMIT_IDLE_TIMEOUT,    /* connection closed: no byte within the idle timeout */
+    SRV_LIMIT_QUEUE,           /* 503 queue_full */
+    SRV_LIMIT_COUNT
+} srv_limit;
+
+/* Counts one hit of a limit. Thread-safe. */
+void srv_metrics_limit(srv_limit l);
+/* The limit an error code reports ("body_too_large" -> SRV_LIMIT_BODY), or -1. */
+int srv_metrics_limit_of_code(const char *code);
+/* Open HTTP connections (kept by http.c). */
+extern atomic_long srv_metrics_connections;
+
 extern atomic_ullong srv_metrics_model_loads;
 extern atomic_ullong srv_metrics_model_load_failures;
 

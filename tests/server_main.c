@@ -1312,6 +1312,8 @@ int main(void)
     srunner_add_suite(sr, onnx_server_suite());
     extern Suite *fuzzregress_server_suite(void); /* tests/server_fuzzregress.c */
     srunner_add_suite(sr, fuzzregress_server_suite());
+    extern Suite *hostile_suite(void); /* tests/server_hostile.c */
+    srunner_add_suite(sr, hostile_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
