@@ -96,6 +96,7 @@ $(UNIT): $(UNIT_OBJ) $(CLI_LIB_OBJ) $(LIB)
 -include engine/onnx.mk
 -include bench/bench.mk
 -include tests/fuzz/fuzz.mk
+-include tests/faults.mk
 -include deploy/deploy.mk
 -include server/console.mk
 

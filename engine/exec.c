@@ -33,8 +33,9 @@ cvy_status cvy_context_create(const cvy_model *m, int max_batch, cvy_context **o
         return cvy_fail(err, CVY_ERR_ARG, "context: max batch %d out of range 1..65536", max_batch);
     const plan *p = &m->plan;
     cvy_context *c = calloc(1, sizeof *c);
+    if (!c) return cvy_fail(err, CVY_ERR_NOMEM, "context: out of memory");
     size_t arena, scratch, input;
-    if (!c || !cvy_mul_ok(p->arena_floats, (size_t)max_batch * sizeof(float), &arena) ||
+    if (!cvy_mul_ok(p->arena_floats, (size_t)max_batch * sizeof(float), &arena) ||
         !cvy_mul_ok(p->scratch_floats, (size_t)m->eng->threads * sizeof(float), &scratch) ||
         !cvy_mul_ok(m->in_size, (size_t)max_batch * sizeof(float), &input)) {
         free(c);

@@ -1007,7 +1007,7 @@ cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas
     out->n_values = (int)nt;
     out->input = (int)fm->input;
     out->output = (int)fm->output;
-    for (size_t t = 0; t < nt; t++) out->values[t].root = (int)t;
+    for (size_t t = 0; out->values && t < nt; t++) out->values[t].root = (int)t;
     if (s == CVY_OK) s = check_graph(&b);
     if (s == CVY_OK) {
         const fmt_tensor *in = &fm->tensors[fm->input];

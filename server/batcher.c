@@ -11,12 +11,21 @@
 #include <string.h>
 #include <time.h>
 
+#define DROP_MAX 64 /* jobs dropped (expired, abandoned) per gathering at most */
+
+typedef struct seg {
+    srv_job *job;
+    int first, count;
+} seg;
+
 struct srv_batcher {
     const cvy_model *model;
     cvy_context *ctx;
     int max_batch, max_delay_us, max_queue;
     size_t in_size, out_size; /* floats per image */
     float *out;               /* max_batch * out_size */
+    seg *segs;                /* max_batch slices of the batch being gathered */
+    srv_job **drop;           /* DROP_MAX jobs dropped by one gathering */
     srv_metrics_model *mm;
 
     pthread_mutex_t mu;
@@ -43,10 +52,6 @@ int64_t srv_now_ns(void)
 }
 
 /* One slice of a job in the batch being formed. */
-typedef struct seg {
-    srv_job *job;
-    int first, count;
-} seg;
 
 static void finish(srv_job *j, srv_job_status st)
 {
@@ -70,15 +75,9 @@ static void *batch_main(void *arg)
 {
     srv_batcher *b = arg;
     pthread_setname_np(pthread_self(), "convoyd-batch");
-    seg *segs = malloc(sizeof(seg) * (size_t)b->max_batch);
-    srv_job **drop = malloc(sizeof(srv_job *) * 64);
-    int drop_st[64];
-    if (!segs || !drop) {
-        srv_log(SRV_LOG_ERROR, "batcher: out of memory");
-        free(segs);
-        free(drop);
-        return NULL;
-    }
+    seg *segs = b->segs;
+    srv_job **drop = b->drop;
+    int drop_st[DROP_MAX];
     for (;;) {
         pthread_mutex_lock(&b->mu);
         while (!b->head && !b->stopping)
@@ -117,7 +116,7 @@ static void *batch_main(void *arg)
         int64_t now = srv_now_ns();
         int nseg = 0, nimg = 0, ndrop = 0;
         srv_job *prev = NULL, *j = b->head;
-        while (j && nimg < b->max_batch && ndrop < 64) {
+        while (j && nimg < b->max_batch && ndrop < DROP_MAX) {
             srv_job *nx = j->qnext;
             if (j->next_image == 0) {
                 int st = -1;
@@ -210,8 +209,6 @@ static void *batch_main(void *arg)
         }
         atomic_fetch_add(&b->progress, 1);
     }
-    free(segs);
-    free(drop);
     return NULL;
 }
 
@@ -237,9 +234,15 @@ int srv_batcher_create(const cvy_model *m, int max_batch, int max_delay_us, int 
         free(b);
         return -1;
     }
+    /* everything the batch thread needs, so that it never allocates */
     b->out = malloc(sizeof(float) * b->out_size * (size_t)max_batch);
-    if (!b->out) {
+    b->segs = malloc(sizeof(seg) * (size_t)max_batch);
+    b->drop = malloc(sizeof(srv_job *) * DROP_MAX);
+    if (!b->out || !b->segs || !b->drop) {
         snprintf(err, errn, "out of memory");
+        free(b->out);
+        free(b->segs);
+        free(b->drop);
         cvy_context_destroy(b->ctx);
         free(b);
         return -1;
@@ -256,6 +259,8 @@ int srv_batcher_create(const cvy_model *m, int max_batch, int max_delay_us, int 
         pthread_cond_destroy(&b->cv);
         pthread_mutex_destroy(&b->mu);
         free(b->out);
+        free(b->segs);
+        free(b->drop);
         cvy_context_destroy(b->ctx);
         free(b);
         return -1;
@@ -332,6 +337,8 @@ void srv_batcher_destroy(srv_batcher *b)
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
     free(b->out);
+    free(b->segs);
+    free(b->drop);
     cvy_context_destroy(b->ctx);
     free(b);
 }
