@@ -4,6 +4,7 @@
 #include "v2_parse.h"
 #include "b64.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -65,7 +66,7 @@ static long flatten(json_t *a, float *dst, size_t cap, size_t *n)
     }
     if (!json_is_number(a) || *n >= cap) return -1;
     double d = json_number_value(a);
-    if (!isfinite(d)) return -1;
+    if (!(fabs(d) <= FLT_MAX)) return -1; /* not finite as a float (1e39 would become inf) */
     dst[(*n)++] = (float)d;
     return (long)*n;
 }

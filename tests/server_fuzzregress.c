@@ -11,6 +11,7 @@
 
 #include <check.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,8 @@ static void replay_v2(const char *path, int want, char *in, size_t size)
     if (!st) st = srv_v2_infer_inputs(&q, 1, 2, 2, 4, &code, msg, sizeof msg);
     ck_assert_msg(st == 0 || st == 400 || st == 413 || st == 500, "%s: %d", path, st);
     if (st) ck_assert_msg(code && *msg, "%s: status %d without a code and message", path, st);
+    for (int i = 0; !st && q.input && i < q.n * 4; i++)
+        ck_assert_msg(isfinite(q.input[i]), "%s: element %d is not finite", path, i);
     if (want >= 0) {
         ck_assert_msg(st == 0, "%s: %d %s", path, st, msg);
         ck_assert_msg(q.n == want, "%s: %d images, expected %d", path, q.n, want);
