@@ -206,7 +206,7 @@ FC_BLOCK(1, 1)
 
 #include "fc_blocked.h"
 
-/* ---- depthwise convolution ---------------------------------------------------------------- */
+/* ---- depthwise convolution and max pooling: windows over rows of 16 outputs ------------- */
 
 /* Lanes l < 16 whose input index s + l lies in [0, n). */
 static inline __mmask16 range_mask(int s, int n)
@@ -217,50 +217,262 @@ static inline __mmask16 range_mask(int s, int n)
     return (__mmask16)bits;
 }
 
-/* 16 outputs of one row, every tap a masked load: borders, padding and short rows need no
- * scalar path. Stride 2 loads 32 neighbours and keeps the even ones. The sum runs over the
- * taps in (ky, kx) order from zero, then the bias, as the reference. */
+#define WIN_MAXK 7  /* taps per direction the window kernels take */
+#define WIN_MAXV 64 /* 16-lane vectors per output row (rows) or per plane (flat) */
+
+/* Load masks of one layer, computed once per call. Rows layout (every stride-1/2 layer):
+ * vector v of an output row covers outputs 16v.. and tap kx reads input columns from
+ * 16v*sw - pl + kx*dw; lo/hi are the lanes of the one (stride 1) or two (stride 2) 16-float
+ * loads that fall inside the row. Flat layout (stride 1 with w_out == w_in, small planes):
+ * vector v covers outputs 16v.. of the whole plane; tap t = ky*kw + kx reads it shifted by
+ * (ky*dh - pt)*w + kx*dw - pl, valid in lanes tap[v][t]. */
+typedef struct win_masks {
+    int flat, nv;
+    __mmask16 out[WIN_MAXV];
+    __mmask16 lo[WIN_MAXV][WIN_MAXK], hi[WIN_MAXV][WIN_MAXK];
+    __mmask16 tap[WIN_MAXV][WIN_MAXK * WIN_MAXK];
+} win_masks;
+
+/* Fills m for g; returns 0 when g is outside what the window kernels take (then the caller
+ * falls back). Flat is chosen when it needs fewer vectors than rows. */
+static int win_init(win_masks *m, const conv_geom *g)
+{
+    if (g->kh > WIN_MAXK || g->kw > WIN_MAXK || g->sw > 2) return 0;
+    int nrow = (g->w_out + 15) / 16, plane = g->h_out * g->w_out, nflat = (plane + 15) / 16;
+    m->flat = g->sw == 1 && g->sh == 1 && g->w_out == g->w_in && nflat <= WIN_MAXV &&
+              nflat < g->h_out * nrow;
+    if (!m->flat) {
+        if (nrow > WIN_MAXV) return 0;
+        m->nv = nrow;
+        for (int v = 0; v < nrow; v++) {
+            m->out[v] = cols_mask(g->w_out - 16 * v);
+            for (int kx = 0; kx < g->kw; kx++) {
+                int s = 16 * v * g->sw - g->pl + kx * g->dw;
+                m->lo[v][kx] = range_mask(s, g->w_in);
+                m->hi[v][kx] = g->sw == 2 ? range_mask(s + 16, g->w_in) : 0;
+            }
+        }
+        return 1;
+    }
+    m->nv = nflat;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512 rw = _mm512_set1_ps((float)g->w_out);
+    for (int v = 0; v < nflat; v++) {
+        __m512i i = _mm512_add_epi32(lane, _mm512_set1_epi32(16 * v));
+        /* oy = floor((i + 0.5) / w): exact, i and w are small integers */
+        __m512 fi = _mm512_add_ps(_mm512_cvtepi32_ps(i), _mm512_set1_ps(0.5f));
+        __m512i oy = _mm512_cvttps_epi32(_mm512_div_ps(fi, rw));
+        __m512i ox = _mm512_sub_epi32(i, _mm512_mullo_epi32(oy, _mm512_set1_epi32(g->w_out)));
+        __mmask16 live = _mm512_cmplt_epi32_mask(i, _mm512_set1_epi32(plane));
+        m->out[v] = live;
+        for (int ky = 0; ky < g->kh; ky++) {
+            __m512i iy = _mm512_add_epi32(oy, _mm512_set1_epi32(ky * g->dh - g->pt));
+            __mmask16 rows = live & _mm512_cmpge_epi32_mask(iy, zero) &
+                             _mm512_cmplt_epi32_mask(iy, _mm512_set1_epi32(g->h_in));
+            for (int kx = 0; kx < g->kw; kx++) {
+                __m512i ix = _mm512_add_epi32(ox, _mm512_set1_epi32(kx * g->dw - g->pl));
+                m->tap[v][ky * g->kw + kx] = rows & _mm512_cmpge_epi32_mask(ix, zero) &
+                                             _mm512_cmplt_epi32_mask(ix, _mm512_set1_epi32(g->w_in));
+            }
+        }
+    }
+    return 1;
+}
+
+/* The 16 inputs of tap kx for vector v of a row xr, out-of-row lanes = fill. Stride 2 keeps
+ * the even lanes of 32 neighbours. */
+static inline __m512 win_load(const win_masks *m, const float *xr, int v, int kx, int sw, int pl,
+                              int dw, __m512 fill)
+{
+    const float *p = xr + 16 * v * sw - pl + kx * dw;
+    __m512 a = _mm512_mask_loadu_ps(fill, m->lo[v][kx], p);
+    if (sw == 1) return a;
+    const __m512i even =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    return _mm512_permutex2var_ps(a, even, _mm512_mask_loadu_ps(fill, m->hi[v][kx], p + 16));
+}
+
+/* act16 with the activation type a compile-time constant after inlining (-1: any type);
+ * lo, hi hold the clip bounds. */
+static inline __attribute__((always_inline)) __m512 act16k(__m512 v, int type, __m512 lo, __m512 hi,
+                                                           const act_params *a)
+{
+    if (type == ACT_CLIP) return _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    if (type == ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
+    if (type == ACT_NONE) return v;
+    return act16(v, a);
+}
+
+/* Calls CALL(type) with the activation type as a constant for the common ones. */
+#define BY_ACT(act, CALL)                                                                              switch ((act)->type) {                                                                             case ACT_CLIP: CALL(ACT_CLIP); break;                                                              case ACT_RELU: CALL(ACT_RELU); break;                                                              case ACT_NONE: CALL(ACT_NONE); break;                                                              default: CALL(-1); break;                                                                          }
+
+/* Depthwise conv of one channel, rows layout, any kernel up to WIN_MAXK. The sum runs over
+ * the taps in (ky, kx) order from zero, then the bias, as the reference (a tap outside the
+ * input adds an exact zero). */
+static void dw_rows(const win_masks *m, const float *xc, const float *wc, float b, float *yc,
+                    const conv_geom *g, const act_params *act)
+{
+    __m512 vb = _mm512_set1_ps(b);
+    for (int oy = 0; oy < g->h_out; oy++) {
+        float *yr = yc + (size_t)oy * g->w_out;
+        int iy0 = oy * g->sh - g->pt;
+        for (int v = 0; v < m->nv; v++) {
+            __m512 acc = _mm512_setzero_ps();
+            for (int ky = 0; ky < g->kh; ky++) {
+                int iy = iy0 + ky * g->dh;
+                if (iy < 0 || iy >= g->h_in) continue;
+                const float *xr = xc + (size_t)iy * g->w_in;
+                for (int kx = 0; kx < g->kw; kx++)
+                    acc = _mm512_fmadd_ps(
+                        win_load(m, xr, v, kx, g->sw, g->pl, g->dw, _mm512_setzero_ps()),
+                        _mm512_set1_ps(wc[ky * g->kw + kx]), acc);
+            }
+            _mm512_mask_storeu_ps(yr + 16 * v, m->out[v], act16(_mm512_add_ps(acc, vb), act));
+        }
+    }
+}
+
+/* The three taps of one input row r (NULL: outside the input) for vector v, stride 1. */
+#define DW3_ROW_S1(r, w0, w1, w2)                                                                  \
+    if (r) {                                                                                       \
+        const float *p = (r) + 16 * v - pl;                                                        \
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m->lo[v][0], p), w0, acc);                     \
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m->lo[v][1], p + 1), w1, acc);                 \
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m->lo[v][2], p + 2), w2, acc);                 \
+    }
+/* Stride 2: the 32 inputs from the first tap give taps 0 (even lanes) and 1 (odd lanes). */
+#define DW3_ROW_S2(r, w0, w1, w2)                                                                  \
+    if (r) {                                                                                       \
+        const float *p = (r) + 32 * v - pl;                                                        \
+        __m512 a = _mm512_maskz_loadu_ps(m->lo[v][0], p);                                          \
+        __m512 c = _mm512_maskz_loadu_ps(m->hi[v][0], p + 16);                                     \
+        __m512 d = _mm512_maskz_loadu_ps(m->lo[v][2], p + 2);                                      \
+        __m512 e = _mm512_maskz_loadu_ps(m->hi[v][2], p + 18);                                     \
+        acc = _mm512_fmadd_ps(_mm512_permutex2var_ps(a, even, c), w0, acc);                        \
+        acc = _mm512_fmadd_ps(_mm512_permutex2var_ps(a, odd, c), w1, acc);                         \
+        acc = _mm512_fmadd_ps(_mm512_permutex2var_ps(d, even, e), w2, acc);                        \
+    }
+
+/* 3x3 depthwise, dilation 1, stride 1 or 2 of one channel, rows layout, weights in
+ * registers; same arithmetic as dw_rows. */
+static inline __attribute__((always_inline)) void
+dw3_rows(const win_masks *m, const float *xc, const float *wc, float b, float *yc,
+         const conv_geom *g, const act_params *act, int SW, int ACT)
+{
+    const __m512 alo = _mm512_set1_ps(act->a), ahi = _mm512_set1_ps(act->b);
+    const __m512i even =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd =
+        _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    const __m512 w0 = _mm512_set1_ps(wc[0]), w1 = _mm512_set1_ps(wc[1]),
+                 w2 = _mm512_set1_ps(wc[2]), w3 = _mm512_set1_ps(wc[3]),
+                 w4 = _mm512_set1_ps(wc[4]), w5 = _mm512_set1_ps(wc[5]),
+                 w6 = _mm512_set1_ps(wc[6]), w7 = _mm512_set1_ps(wc[7]),
+                 w8 = _mm512_set1_ps(wc[8]), vb = _mm512_set1_ps(b);
+    int pl = g->pl;
+    (void)even, (void)odd;
+    for (int oy = 0; oy < g->h_out; oy++) {
+        float *yr = yc + (size_t)oy * g->w_out;
+        int iy = oy * g->sh - g->pt;
+        const float *r0 = iy >= 0 && iy < g->h_in ? xc + (size_t)iy * g->w_in : NULL;
+        const float *r1 = iy + 1 >= 0 && iy + 1 < g->h_in ? xc + (size_t)(iy + 1) * g->w_in : NULL;
+        const float *r2 = iy + 2 >= 0 && iy + 2 < g->h_in ? xc + (size_t)(iy + 2) * g->w_in : NULL;
+        for (int v = 0; v < m->nv; v++) {
+            __m512 acc = _mm512_setzero_ps();
+            if (SW == 1) {
+                DW3_ROW_S1(r0, w0, w1, w2)
+                DW3_ROW_S1(r1, w3, w4, w5)
+                DW3_ROW_S1(r2, w6, w7, w8)
+            } else {
+                DW3_ROW_S2(r0, w0, w1, w2)
+                DW3_ROW_S2(r1, w3, w4, w5)
+                DW3_ROW_S2(r2, w6, w7, w8)
+            }
+            _mm512_mask_storeu_ps(yr + 16 * v, m->out[v],
+                                  act16k(_mm512_add_ps(acc, vb), ACT, alo, ahi, act));
+        }
+    }
+}
+
+/* Depthwise conv of one channel, flat layout (see win_masks). */
+static void dw_flat(const win_masks *m, const float *xc, const float *wc, float b, float *yc,
+                    const conv_geom *g, const act_params *act)
+{
+    __m512 vb = _mm512_set1_ps(b);
+    for (int v = 0; v < m->nv; v++) {
+        __m512 acc = _mm512_setzero_ps();
+        for (int ky = 0; ky < g->kh; ky++) {
+            const float *xr = xc + 16 * v + (ky * g->dh - g->pt) * g->w_in - g->pl;
+            for (int kx = 0; kx < g->kw; kx++)
+                acc = _mm512_fmadd_ps(
+                    _mm512_maskz_loadu_ps(m->tap[v][ky * g->kw + kx], xr + kx * g->dw),
+                    _mm512_set1_ps(wc[ky * g->kw + kx]), acc);
+        }
+        _mm512_mask_storeu_ps(yc + 16 * v, m->out[v], act16(_mm512_add_ps(acc, vb), act));
+    }
+}
+
+/* 3x3 dilation 1 flat layout, weights in registers; same arithmetic as dw_flat. */
+static inline __attribute__((always_inline)) void
+dw3_flat(const win_masks *m, const float *xc, const float *wc, float b, float *yc,
+         const conv_geom *g, const act_params *act, int ACT)
+{
+    const __m512 alo = _mm512_set1_ps(act->a), ahi = _mm512_set1_ps(act->b);
+    const __m512 w0 = _mm512_set1_ps(wc[0]), w1 = _mm512_set1_ps(wc[1]),
+                 w2 = _mm512_set1_ps(wc[2]), w3 = _mm512_set1_ps(wc[3]),
+                 w4 = _mm512_set1_ps(wc[4]), w5 = _mm512_set1_ps(wc[5]),
+                 w6 = _mm512_set1_ps(wc[6]), w7 = _mm512_set1_ps(wc[7]),
+                 w8 = _mm512_set1_ps(wc[8]), vb = _mm512_set1_ps(b);
+    int w = g->w_in;
+    const float *x0 = xc - g->pt * w - g->pl;
+    for (int v = 0; v < m->nv; v++) {
+        const float *p = x0 + 16 * v;
+        const __mmask16 *t = m->tap[v];
+        __m512 acc = _mm512_setzero_ps();
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t[0], p), w0, acc);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t[1], p + 1), w1, acc);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t[2], p + 2), w2, acc);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t[3], p + w), w3, acc);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t[4], p + w + 1), w4, acc);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t[5], p + w + 2), w5, acc);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t[6], p + 2 * w), w6, acc);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t[7], p + 2 * w + 1), w7, acc);
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(t[8], p + 2 * w + 2), w8, acc);
+        _mm512_mask_storeu_ps(yc + 16 * v, m->out[v],
+                              act16k(_mm512_add_ps(acc, vb), ACT, alo, ahi, act));
+    }
+}
+
+/* Every tap a masked load with masks computed once per call (win_masks), so borders,
+ * padding and short rows need no scalar path; 3x3 dilation-1 kernels get unrolled copies
+ * with the weights in registers. */
 static void depthwise(const float *x, const float *w, const float *bias, float *y,
                       const conv_geom *g, int c0, int c1, const act_params *act)
 {
-    if (g->sw > 2) {
+    win_masks m;
+    if (!win_init(&m, g)) {
         cvy_kernels_avx2()->depthwise(x, w, bias, y, g, c0, c1, act);
         return;
     }
-    const __m512i even =
-        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    int k33 = g->kh == 3 && g->kw == 3 && g->dh == 1 && g->dw == 1;
     for (int c = c0; c < c1; c++) {
         const float *xc = x + (size_t)c * g->h_in * g->w_in;
         const float *wc = w + (size_t)c * g->kh * g->kw;
-        float *yc = y + (size_t)c * g->h_out * g->w_out;
-        __m512 vb = _mm512_set1_ps(bias ? bias[c] : 0.0f);
-        for (int oy = 0; oy < g->h_out; oy++) {
-            float *yr = yc + (size_t)oy * g->w_out;
-            for (int ox = 0; ox < g->w_out; ox += 16) {
-                __mmask16 om = cols_mask(g->w_out - ox);
-                int start = ox * g->sw - g->pl;
-                __m512 acc = _mm512_setzero_ps();
-                for (int ky = 0; ky < g->kh; ky++) {
-                    int iy = oy * g->sh - g->pt + ky * g->dh;
-                    if (iy < 0 || iy >= g->h_in) continue;
-                    const float *xr = xc + (size_t)iy * g->w_in;
-                    for (int kx = 0; kx < g->kw; kx++) {
-                        int s = start + kx * g->dw;
-                        __m512 v;
-                        if (g->sw == 1) {
-                            v = _mm512_maskz_loadu_ps(range_mask(s, g->w_in), xr + s);
-                        } else {
-                            __m512 lo = _mm512_maskz_loadu_ps(range_mask(s, g->w_in), xr + s);
-                            __m512 hi =
-                                _mm512_maskz_loadu_ps(range_mask(s + 16, g->w_in), xr + s + 16);
-                            v = _mm512_permutex2var_ps(lo, even, hi);
-                        }
-                        acc = _mm512_fmadd_ps(v, _mm512_set1_ps(wc[ky * g->kw + kx]), acc);
-                    }
-                }
-                _mm512_mask_storeu_ps(yr + ox, om, act16(_mm512_add_ps(acc, vb), act));
-            }
-        }
+        float *yc = y + (size_t)c * g->h_out * g->w_out, b = bias ? bias[c] : 0.0f;
+#define DW3_FLAT(t) dw3_flat(&m, xc, wc, b, yc, g, act, t)
+#define DW3_S1(t)   dw3_rows(&m, xc, wc, b, yc, g, act, 1, t)
+#define DW3_S2(t)   dw3_rows(&m, xc, wc, b, yc, g, act, 2, t)
+        if (m.flat && k33)
+            BY_ACT(act, DW3_FLAT)
+        else if (m.flat)
+            dw_flat(&m, xc, wc, b, yc, g, act);
+        else if (k33 && g->sw == 1)
+            BY_ACT(act, DW3_S1)
+        else if (k33)
+            BY_ACT(act, DW3_S2)
+        else
+            dw_rows(&m, xc, wc, b, yc, g, act);
     }
 }
 
@@ -391,43 +603,99 @@ static void wino_output16(const float *m, size_t ocs, size_t ldm, int o0, int o1
 
 /* ---- max pooling ---------------------------------------------------------------------------- */
 
-/* 16 outputs of one row per step, every tap a masked load filled with -inf, so borders,
- * padding and ceil_mode windows need no scalar path; stride 2 keeps the even lanes of 32. */
+/* Max pooling of one channel, rows layout; out-of-input lanes load -inf. */
+static inline __attribute__((always_inline)) void pool_rows(const win_masks *m, const float *xc,
+                                                            float *yc, const conv_geom *g, int KH,
+                                                            int KW, int SW)
+{
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int oy = 0; oy < g->h_out; oy++) {
+        float *yr = yc + (size_t)oy * g->w_out;
+        int iy0 = oy * g->sh - g->pt;
+        for (int v = 0; v < m->nv; v++) {
+            __m512 mx = ninf;
+            for (int ky = 0; ky < KH; ky++) {
+                int iy = iy0 + ky * g->dh;
+                if (iy < 0 || iy >= g->h_in) continue;
+                const float *xr = xc + (size_t)iy * g->w_in;
+                for (int kx = 0; kx < KW; kx++)
+                    mx = _mm512_max_ps(mx, win_load(m, xr, v, kx, SW, g->pl, g->dw, ninf));
+            }
+            _mm512_mask_storeu_ps(yr + 16 * v, m->out[v], mx);
+        }
+    }
+}
+
+/* 3x3 stride-2 max pooling (dilation 1) of one channel, rows layout: the vertical max of the
+ * three input rows first, on the raw 32 + 32 neighbours of the two load pairs, then one
+ * even/odd split per tap column. Max is exact in any order. */
+static void pool3s2_rows(const win_masks *m, const float *xc, float *yc, const conv_geom *g)
+{
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    const __m512i even =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd =
+        _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (int oy = 0; oy < g->h_out; oy++) {
+        float *yr = yc + (size_t)oy * g->w_out;
+        const float *rows[3];
+        int nr = 0;
+        for (int ky = 0; ky < 3; ky++) {
+            int iy = oy * g->sh - g->pt + ky;
+            if (iy >= 0 && iy < g->h_in) rows[nr++] = xc + (size_t)iy * g->w_in - g->pl;
+        }
+        for (int v = 0; v < m->nv; v++) {
+            __mmask16 l0 = m->lo[v][0], h0 = m->hi[v][0], l2 = m->lo[v][2], h2 = m->hi[v][2];
+            __m512 a = ninf, c = ninf, d = ninf, e = ninf;
+            for (int r = 0; r < nr; r++) {
+                const float *p = rows[r] + 32 * v;
+                a = _mm512_max_ps(a, _mm512_mask_loadu_ps(ninf, l0, p));
+                c = _mm512_max_ps(c, _mm512_mask_loadu_ps(ninf, h0, p + 16));
+                d = _mm512_max_ps(d, _mm512_mask_loadu_ps(ninf, l2, p + 2));
+                e = _mm512_max_ps(e, _mm512_mask_loadu_ps(ninf, h2, p + 18));
+            }
+            __m512 mx = _mm512_max_ps(_mm512_permutex2var_ps(a, even, c),
+                                      _mm512_permutex2var_ps(a, odd, c));
+            mx = _mm512_max_ps(mx, _mm512_permutex2var_ps(d, even, e));
+            _mm512_mask_storeu_ps(yr + 16 * v, m->out[v], mx);
+        }
+    }
+}
+
+/* Max pooling of one channel, flat layout. */
+static void pool_flat(const win_masks *m, const float *xc, float *yc, const conv_geom *g)
+{
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int v = 0; v < m->nv; v++) {
+        __m512 mx = ninf;
+        for (int ky = 0; ky < g->kh; ky++) {
+            const float *xr = xc + 16 * v + (ky * g->dh - g->pt) * g->w_in - g->pl;
+            for (int kx = 0; kx < g->kw; kx++)
+                mx = _mm512_max_ps(
+                    mx, _mm512_mask_loadu_ps(ninf, m->tap[v][ky * g->kw + kx], xr + kx * g->dw));
+        }
+        _mm512_mask_storeu_ps(yc + 16 * v, m->out[v], mx);
+    }
+}
+
+/* Every tap a masked load filled with -inf (masks from win_init), so borders, padding and
+ * ceil_mode windows need no scalar path; 3x3 stride 2 (the common pool) has its own loop. */
 static void maxpool(const float *x, float *y, const conv_geom *g, int c0, int c1)
 {
-    if (g->sw > 2) {
+    win_masks m;
+    if (!win_init(&m, g)) {
         cvy_kernels_avx2()->maxpool(x, y, g, c0, c1);
         return;
     }
-    const __m512i even =
-        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    const __m512 ninf = _mm512_set1_ps(-INFINITY);
     for (int c = c0; c < c1; c++) {
         const float *xc = x + (size_t)c * g->h_in * g->w_in;
         float *yc = y + (size_t)c * g->h_out * g->w_out;
-        for (int oy = 0; oy < g->h_out; oy++) {
-            float *yr = yc + (size_t)oy * g->w_out;
-            for (int ox = 0; ox < g->w_out; ox += 16) {
-                int start = ox * g->sw - g->pl;
-                __m512 m = ninf;
-                for (int ky = 0; ky < g->kh; ky++) {
-                    int iy = oy * g->sh - g->pt + ky * g->dh;
-                    if (iy < 0 || iy >= g->h_in) continue;
-                    const float *xr = xc + (size_t)iy * g->w_in;
-                    for (int kx = 0; kx < g->kw; kx++) {
-                        int s = start + kx * g->dw;
-                        __m512 v = _mm512_mask_loadu_ps(ninf, range_mask(s, g->w_in), xr + s);
-                        if (g->sw == 2) {
-                            __m512 hi = _mm512_mask_loadu_ps(ninf, range_mask(s + 16, g->w_in),
-                                                             xr + s + 16);
-                            v = _mm512_permutex2var_ps(v, even, hi);
-                        }
-                        m = _mm512_max_ps(m, v);
-                    }
-                }
-                _mm512_mask_storeu_ps(yr + ox, cols_mask(g->w_out - ox), m);
-            }
-        }
+        if (m.flat)
+            pool_flat(&m, xc, yc, g);
+        else if (g->kh == 3 && g->kw == 3 && g->sw == 2 && g->dh == 1 && g->dw == 1)
+            pool3s2_rows(&m, xc, yc, g);
+        else
+            pool_rows(&m, xc, yc, g, g->kh, g->kw, g->sw);
     }
 }
 

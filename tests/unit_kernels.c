@@ -106,6 +106,61 @@ START_TEST(depthwise_matches_reference)
 }
 END_TEST
 
+/* The shapes the window kernels specialise: 3x3 (and 5x5) depthwise and 3x3 max pooling,
+ * dilation 1, stride 1 and 2, pad 0..2 on each side, widths 1..70 (one or several 16-lane
+ * vectors per row, and planes small enough for the flat layout), channel ranges not
+ * starting at 0. */
+START_TEST(window_kernels_match_reference)
+{
+    tm_seed(12);
+    for (int trial = 0; trial < 400; trial++) {
+        conv_geom g = {0};
+        int k = trial % 7 == 6 ? 5 : 3;
+        g.c_in = g.c_out = g.group = tm_randint(1, 9);
+        g.h_in = tm_randint(1, 40);
+        g.w_in = trial % 4 == 0 ? tm_randint(1, 12) : tm_randint(1, 70);
+        g.kh = g.kw = k;
+        g.sh = tm_randint(1, 2);
+        g.sw = tm_randint(1, 2);
+        g.dh = g.dw = 1;
+        g.pt = tm_randint(0, k - 1);
+        g.pb = trial % 2 ? g.pt : tm_randint(0, k - 1);
+        g.pl = tm_randint(0, k - 1);
+        g.pr = trial % 2 ? g.pl : tm_randint(0, k - 1);
+        if (g.h_in + g.pt + g.pb < k) g.h_in = k;
+        if (g.w_in + g.pl + g.pr < k) g.w_in = k;
+        g.h_out = (g.h_in + g.pt + g.pb - k) / g.sh + 1;
+        g.w_out = (g.w_in + g.pl + g.pr - k) / g.sw + 1;
+        size_t nx = (size_t)g.c_in * g.h_in * g.w_in, ny = (size_t)g.c_out * g.h_out * g.w_out;
+        size_t nw = (size_t)g.c_out * k * k;
+        float *x = malloc(nx * 4), *w = malloc(nw * 4), *b = malloc((size_t)g.c_out * 4);
+        float *y1 = malloc(ny * 4), *y2 = malloc(ny * 4);
+        tm_fill(x, nx), tm_fill(w, nw), tm_fill(b, (size_t)g.c_out);
+        for (size_t i = 0; i < nx; i++) x[i] *= 8.0f; /* cover both clip bounds */
+        const act_params *a = &ACTS[trial % N_ACTS];
+        int c0 = g.c_out > 1 ? tm_randint(0, g.c_out - 1) : 0;
+        size_t skip = (size_t)c0 * g.h_out * g.w_out;
+        const cvy_kernels *tabs[2] = {opt(), cvy_cpu_has(CVY_ISA_AVX512) ? cvy_kernels_avx512()
+                                                                          : NULL};
+        cvy_kernels_ref()->depthwise(x, w, b, y1, &g, c0, g.c_out, a);
+        for (int t = 0; t < 2 && tabs[t]; t++) {
+            memset(y2, 0, ny * 4);
+            tabs[t]->depthwise(x, w, b, y2, &g, c0, g.c_out, a);
+            ck_assert_msg(tm_err(y2 + skip, y1 + skip, ny - skip, 1e-5, 1e-5) <= 1.0,
+                          "%s depthwise trial %d", tabs[t]->name, trial);
+            for (size_t i = 0; i < skip; i++) ck_assert(y2[i] == 0.0f);
+        }
+        cvy_kernels_ref()->maxpool(x, y1, &g, c0, g.c_out);
+        for (int t = 0; t < 2 && tabs[t]; t++) {
+            tabs[t]->maxpool(x, y2, &g, c0, g.c_out);
+            ck_assert_msg(tm_err(y2 + skip, y1 + skip, ny - skip, 1e-30, 0.0) <= 1.0,
+                          "%s maxpool trial %d", tabs[t]->name, trial);
+        }
+        free(x), free(w), free(b), free(y1), free(y2);
+    }
+}
+END_TEST
+
 START_TEST(pools_match_reference)
 {
     tm_seed(3);
@@ -406,6 +461,7 @@ Suite *kernels_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, act_and_bias_act_match_reference);
     tcase_add_test(tc, depthwise_matches_reference);
+    tcase_add_test(tc, window_kernels_match_reference);
     tcase_add_test(tc, pools_match_reference);
     tcase_add_test(tc, avgpool_count_include_pad_semantics);
     tcase_add_test(tc, gap_and_binary_match_reference);
