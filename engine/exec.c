@@ -55,7 +55,8 @@ cvy_status cvy_context_create(const cvy_model *m, int max_batch, cvy_context **o
                         max_batch, (arena + scratch + input) >> 20);
     }
     for (int v = 0; v < p->n_values; v++)
-        c->ptr[v] = c->arena + p->values[p->values[v].root].offset * (size_t)max_batch;
+        c->ptr[v] = c->arena + p->values[p->values[v].root].offset * (size_t)max_batch +
+                    p->values[v].view_off;
     *out = c;
     return CVY_OK;
 }
@@ -101,6 +102,14 @@ static const float *W(const job *j, size_t off)
 
 static size_t vsize(const job *j, int v) { return j->c->m->plan.values[v].size; }
 
+/* Floats from one image of value v to the next: its root's size (a concat part is a slice
+ * of each image of the concat output). */
+static size_t istride(const job *j, int v)
+{
+    const value *vals = j->c->m->plan.values;
+    return vals[vals[v].root].size;
+}
+
 /* Copies output rows [r0, r1)'s input window of one group into the padded layout
  * (cin_g x hp x wp, zero borders) at pad. */
 static void pad_rows(const float *x, float *pad, const step *s, int cin_g, int r0, int r1)
@@ -137,11 +146,11 @@ static void conv_gemm_task(void *arg, int task, int thread)
     int cin_g = g->c_in / g->group, cout_g = g->c_out / g->group;
     int k = cin_g * g->kh * g->kw;
     const float *x =
-        j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]) + (size_t)grp * cin_g * g->h_in * g->w_in;
-    float *y = j->c->ptr[s->out] + img * vsize(j, s->out) + (size_t)grp * cout_g * cols;
+        j->c->ptr[s->in[0]] + img * istride(j, s->in[0]) + (size_t)grp * cin_g * g->h_in * g->w_in;
+    float *y = j->c->ptr[s->out] + img * istride(j, s->out) + (size_t)grp * cout_g * cols;
     const float *res = NULL;
     if (s->residual >= 0)
-        res = j->c->ptr[s->residual] + img * vsize(j, s->residual) + (size_t)grp * cout_g * cols;
+        res = j->c->ptr[s->residual] + img * istride(j, s->residual) + (size_t)grp * cout_g * cols;
     const float *bias = W(j, s->b_off) + (size_t)grp * cout_g;
     float *scratch = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
 
@@ -196,10 +205,10 @@ static void wino_task(void *arg, int task, int thread)
     int ocs = (cout + s->splits - 1) / s->splits;
     ocs = (ocs + mr - 1) / mr * mr;
     int o0 = part * ocs, o1 = o0 + ocs < cout ? o0 + ocs : cout;
-    const float *x = j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]);
-    float *y = j->c->ptr[s->out] + img * vsize(j, s->out);
+    const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
+    float *y = j->c->ptr[s->out] + img * istride(j, s->out);
     const float *res =
-        s->residual >= 0 ? j->c->ptr[s->residual] + img * vsize(j, s->residual) : NULL;
+        s->residual >= 0 ? j->c->ptr[s->residual] + img * istride(j, s->residual) : NULL;
     float *v = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
     float *mm = v + (size_t)WINO_POS * cin * WINO_CHUNK;
     kern->wino_input(x, cin, g->h_in, g->w_in, g->pt, g->pl, tw, t0, t1, v, WINO_CHUNK);
@@ -220,8 +229,8 @@ static void conv_ref_task(void *arg, int img, int thread)
     (void)thread;
     const job *j = arg;
     const step *s = j->s;
-    const float *x = j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]);
-    float *y = j->c->ptr[s->out] + img * vsize(j, s->out);
+    const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
+    float *y = j->c->ptr[s->out] + img * istride(j, s->out);
     cvy_conv_ref(x, W(j, s->w_off), W(j, s->b_off), y, &s->g, &s->act);
 }
 
@@ -234,8 +243,8 @@ static void channel_task(void *arg, int task, int thread)
     const cvy_kernels *k = j->c->m->plan.kern;
     int img = task / s->tasks, c0 = (task % s->tasks) * 16;
     int c1 = c0 + 16 < s->g.c_out ? c0 + 16 : s->g.c_out;
-    const float *x = j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]);
-    float *y = j->c->ptr[s->out] + img * vsize(j, s->out);
+    const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
+    float *y = j->c->ptr[s->out] + img * istride(j, s->out);
     if (s->kind == S_CONV_DW)
         k->depthwise(x, W(j, s->w_off), W(j, s->b_off), y, &s->g, c0, c1, &s->act);
     else if (s->kind == S_MAXPOOL)
@@ -288,13 +297,13 @@ static void image_task(void *arg, int img, int thread)
     const job *j = arg;
     const step *s = j->s;
     const cvy_kernels *k = j->c->m->plan.kern;
-    const float *x = j->c->ptr[s->in[0]] + img * vsize(j, s->in[0]);
+    const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
     size_t osz = vsize(j, s->out);
-    float *y = j->c->ptr[s->out] + img * osz;
+    float *y = j->c->ptr[s->out] + img * istride(j, s->out);
     switch (s->kind) {
     case S_BINARY: {
         const float *b =
-            s->b_const ? W(j, s->b_off) : j->c->ptr[s->in[1]] + img * vsize(j, s->in[1]);
+            s->b_const ? W(j, s->b_off) : j->c->ptr[s->in[1]] + img * istride(j, s->in[1]);
         if (s->bin_mode == BIN_SAME)
             k->binary(x, b, y, osz, s->mul);
         else if (s->bin_mode == BIN_CHAN)
@@ -307,7 +316,7 @@ static void image_task(void *arg, int img, int thread)
         float *dst = y;
         for (int o = 0; o < s->outer; o++)
             for (int q = 0; q < s->n_in; q++) {
-                const float *src = j->c->ptr[s->in[q]] + img * vsize(j, s->in[q]);
+                const float *src = j->c->ptr[s->in[q]] + img * istride(j, s->in[q]);
                 memcpy(dst, src + (size_t)o * s->inner[q], s->inner[q] * sizeof(float));
                 dst += s->inner[q];
             }

@@ -671,6 +671,36 @@ static cvy_status plan_binary(builder *b, int i)
 
 /* ---- Concat, views, Gemm, Softmax -------------------------------------------------------- */
 
+/* A concat whose inputs are each one contiguous slab per image (outer == 1) needs no copy
+ * when every input is written by an earlier step straight into its slab: each input becomes
+ * a view of the output at its offset (image stride = the output's size, see value). Allowed
+ * when every input is an unshared root value, produced by a step that addresses its output
+ * per image (not Gemm or a copy) and read by nothing but this concat. Returns 1 when done. */
+static int concat_in_place(builder *b, const step *st)
+{
+    plan *p = b->p;
+    for (int q = 0; q < st->n_in; q++) {
+        int t = st->in[q], producer = -1;
+        if (sole_consumer(b, (uint32_t)t) < 0 || p->values[t].root != t || t == p->input)
+            return 0;
+        for (int u = 0; u < p->n_values; u++)
+            if (u != t && p->values[u].root == t) return 0; /* t has views of its own */
+        for (int k = 0; k < p->n_steps - 1; k++)
+            if (p->steps[k].out == t) producer = k;
+        if (producer < 0 || p->steps[producer].kind == S_GEMM ||
+            p->steps[producer].kind == S_COPY)
+            return 0;
+    }
+    size_t off = 0;
+    for (int q = 0; q < st->n_in; q++) {
+        value *v = &p->values[st->in[q]];
+        v->root = st->out;
+        v->view_off = off;
+        off += st->inner[q];
+    }
+    return 1;
+}
+
 static cvy_status plan_concat(builder *b, int i)
 {
     const fmt_node *n = &b->fm->nodes[i];
@@ -702,6 +732,7 @@ static cvy_status plan_concat(builder *b, int i)
     if (dims[axis] > (int)FMT_MAX_DIM) return NODE_FAIL(b, i, CVY_ERR_SHAPE, "too large");
     set_shape(val(b, n->out), r, dims);
     st->tasks = 1;
+    if (st->outer == 1 && concat_in_place(b, st)) b->p->n_steps--; /* no copy left to do */
     return CVY_OK;
 }
 

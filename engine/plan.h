@@ -15,6 +15,7 @@ typedef struct value {
     int dims[4];
     size_t size;     /* floats per image */
     int root;        /* the value whose storage this one shares (itself unless a view) */
+    size_t view_off; /* floats into each image of root where this value starts (concat parts) */
     int first, last; /* first step writing it, last step reading it (root only) */
     size_t offset;   /* arena offset in floats per image; times max_batch at run time */
     int used;        /* an activation that exists in the graph */

@@ -197,6 +197,39 @@ static uint32_t build_concat(fmt_model *m, int v)
     return tm_node(m, OP_LEAKYRELU, 1, &y, NULL, (float[8]){0.3f}, "leaky");
 }
 
+/* A SqueezeNet fire module: squeeze 1x1 + relu, then 1x1 and 3x3 expands (and with v % 3 == 2 a
+ * max-pool branch) concatenated along channels, then a 1x1 conv reading the concat. With
+ * `views` every branch passes through an Identity, which keeps the concat a copy; without,
+ * the branches are written straight into the concat output. Same weights either way. */
+static uint32_t build_fire(fmt_model *m, int v, int views)
+{
+    int c = tm_randint(2, 9), h = tm_randint(3, 13), w = tm_randint(3, 13);
+    int sq = tm_randint(1, 7), e1 = tm_randint(1, 9), e3 = tm_randint(1, 9);
+    uint32_t x = tm_begin(m, c, h, w);
+    int32_t k1[16] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1}, k3[16] = {3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    int ws[4] = {sq, c, 1, 1}, w1[4] = {e1, sq, 1, 1}, w3[4] = {e3, sq, 3, 3};
+    uint32_t in[3] = {x, tm_weight(m, 4, ws, 0.5f)};
+    uint32_t s = tm_node(m, OP_CONV, 2, in, k1, NULL, "squeeze");
+    s = tm_node(m, OP_RELU, 1, &s, NULL, NULL, "squeeze_relu");
+    uint32_t a[2] = {s, tm_weight(m, 4, w1, 0.5f)}, b[2] = {s, tm_weight(m, 4, w3, 0.3f)};
+    uint32_t br[3];
+    br[0] = tm_node(m, OP_CONV, 2, a, k1, NULL, "expand1");
+    br[0] = tm_node(m, OP_RELU, 1, &br[0], NULL, NULL, "expand1_relu");
+    br[1] = tm_node(m, OP_CONV, 2, b, k3, NULL, "expand3");
+    br[1] = tm_node(m, OP_RELU, 1, &br[1], NULL, NULL, "expand3_relu");
+    int n = 2;
+    if (v % 3 == 2) {
+        int32_t pool[16] = {3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
+        br[n++] = tm_node(m, OP_MAXPOOL, 1, &s, pool, NULL, "pool");
+    }
+    for (int q = 0; q < n && views; q++) br[q] = tm_node(m, OP_IDENTITY, 1, &br[q], NULL, NULL, "id");
+    int32_t ax[16] = {v % 2 ? 0 : -3};
+    uint32_t y = tm_node(m, OP_CONCAT, (int)n, br, ax, NULL, "cat");
+    int wo[4] = {5, e1 + e3 + (n == 3 ? sq : 0), 1, 1};
+    uint32_t o[2] = {y, tm_weight(m, 4, wo, 0.3f)};
+    return tm_node(m, OP_CONV, 2, o, k1, NULL, "out");
+}
+
 /* A little ResNet-ish net: conv-BN-relu, residual conv-BN + add + relu, pool, head. */
 static uint32_t build_net(fmt_model *m, int v)
 {
@@ -316,6 +349,36 @@ END_TEST
 START_TEST(concat_matches_reference)
 {
     for (int v = 0; v < 12; v++) compare(build_concat, v, 1 + v % 3, "concat");
+}
+END_TEST
+
+/* Concat parts written in place give the same outputs, bit for bit, as the copying concat,
+ * on every engine and batch size, with one step fewer. */
+START_TEST(concat_in_place_matches_copy)
+{
+    cvy_engine *engines[3] = {eng_ref, eng_opt, eng_avx2};
+    for (int v = 0; v < 12; v++)
+        for (int e = 0; e < 3; e++) {
+            cvy_model *mo[2];
+            for (int views = 0; views < 2; views++) {
+                fmt_model m;
+                tm_seed(3000 + (unsigned)v);
+                uint32_t out = build_fire(&m, v, views);
+                mo[views] = tm_load(engines[e], &m, out);
+            }
+            ck_assert_int_eq(cvy_model_layer_count(mo[0]) + 1, cvy_model_layer_count(mo[1]));
+            int n = 1 + v % 4;
+            size_t in = cvy_model_input_size(mo[0]) * (size_t)n;
+            size_t on = cvy_model_output_size(mo[0]) * (size_t)n;
+            float *x = malloc(in * sizeof(float));
+            tm_fill(x, in);
+            float *got = tm_run(mo[0], n, x), *want = tm_run(mo[1], n, x);
+            for (size_t i = 0; i < on; i++)
+                ck_assert_msg(got[i] == want[i], "fire %d on %s: output %zu %g != %g", v,
+                              cvy_engine_isa(engines[e]), i, got[i], want[i]);
+            free(x), free(got), free(want);
+            cvy_model_free(mo[0]), cvy_model_free(mo[1]);
+        }
 }
 END_TEST
 
@@ -678,6 +741,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, head_matches_reference);
     tcase_add_test(tc, binary_matches_reference);
     tcase_add_test(tc, concat_matches_reference);
+    tcase_add_test(tc, concat_in_place_matches_copy);
     tcase_add_test(tc, net_matches_reference);
     tcase_add_test(tc, fusion_is_planned);
     tcase_add_test(tc, batchnorm_folding_is_exact);
