@@ -2,6 +2,7 @@
 #   make            build/libconvoy.a, build/convoy (and build/convoyd once the server exists)
 #   make test       install missing packages, build, run every test
 #   make asan       the same tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make tsan       the same tests under ThreadSanitizer
 #   make model      retrain models/fashion-mnist.cvy (needs Debian's python3-torch)
 #   make bench      engine benchmarks, convoy next to onnxruntime-node
 
@@ -9,6 +10,7 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 BUILD ?= build
 SAN ?=
+TSAN ?=
 PYTHON ?= /usr/bin/python3
 
 # Older OpenBLAS builds misbehave on some AVX-512 CPUs; pin its AVX2 kernel unless told otherwise.
@@ -22,6 +24,10 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -fno-omit-frame-poi
 ifneq ($(SAN),)
 BASE_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined
 SAN_LDFLAGS := -fsanitize=address,undefined
+endif
+ifneq ($(TSAN),)
+BASE_CFLAGS += -fsanitize=thread
+SAN_LDFLAGS := -fsanitize=thread
 endif
 ALL_CFLAGS = $(BASE_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SAN_LDFLAGS) $(LDFLAGS)
@@ -44,7 +50,7 @@ CLI := $(BUILD)/convoy
 UNIT := $(BUILD)/test_unit
 TEST_BINS := $(UNIT)
 
-.PHONY: all deps test asan clean model bench run FORCE
+.PHONY: all deps test asan tsan clean model bench run FORCE
 all: $(LIB) $(CLI)
 
 # ---- packages ------------------------------------------------------------------------------
@@ -106,6 +112,11 @@ test: all $(TEST_BINS)
 
 asan:
 	$(MAKE) BUILD=build/asan SAN=1 CFLAGS="-O1 -g" test
+
+# OpenBLAS is not instrumented: tests/tsan.supp names it (and nothing of ours).
+tsan:
+	TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=1 second_deadlock_stack=1 $$TSAN_OPTIONS" \
+		$(MAKE) BUILD=build/tsan TSAN=1 CFLAGS="-O1 -g" test
 
 # ---- models and benchmarks -----------------------------------------------------------------
 model: deps-tools

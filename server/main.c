@@ -1,9 +1,11 @@
 /*
  * main.c - convoyd: configuration, startup, signals, drain.
  *
- * Signals: the handlers only set flags. The main thread blocks SIGTERM/SIGINT/SIGHUP while
- * every other thread is created (so they inherit the mask) and waits for them in
- * sigsuspend. SIGHUP rescans the model directory. SIGTERM/SIGINT drain: /readyz turns 503,
+ * Signals: the handlers set flags and write a byte to a self-pipe. The main thread blocks
+ * SIGTERM/SIGINT/SIGHUP while our threads are created (so they inherit the mask), then
+ * unblocks them and waits on the pipe: threads started before main (OpenBLAS's, in a library
+ * constructor) may still take a signal, and the pipe wakes the main thread whichever thread
+ * ran the handler (sigsuspend would sleep on). SIGHUP rescans the model directory. SIGTERM/SIGINT drain: /readyz turns 503,
  * the listen socket closes, requests already accepted finish (answers close their
  * connections), and after at most drain-ms the batchers stop (anything still queued gets
  * 503) and the process exits 0. A second SIGTERM/SIGINT skips the rest of the wait.
@@ -17,6 +19,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,13 +30,20 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t got_term, got_hup;
+static int sig_pipe[2] = {-1, -1}; /* the handler writes, the main thread polls */
 
 static void on_signal(int sig)
 {
+    int saved = errno;
     if (sig == SIGHUP)
         got_hup = 1;
     else
         got_term++;
+    if (sig_pipe[1] >= 0) {
+        ssize_t n = write(sig_pipe[1], "s", 1); /* full pipe: a wake-up is pending anyway */
+        (void)n;
+    }
+    errno = saved;
 }
 
 static void sleep_ms(int ms)
@@ -62,6 +73,10 @@ int main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
 
+    if (pipe2(sig_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        fprintf(stderr, "convoyd: cannot create a pipe: %s\n", strerror(errno));
+        return 1;
+    }
     sigset_t block, old;
     sigemptyset(&block);
     sigaddset(&block, SIGTERM);
@@ -71,6 +86,7 @@ int main(int argc, char **argv)
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
@@ -133,8 +149,14 @@ int main(int argc, char **argv)
         srv_notify_ready(reg);
     }
 
+    pthread_sigmask(SIG_SETMASK, &waitmask, NULL);
     while (!got_term) {
-        sigsuspend(&waitmask);
+        struct pollfd pfd = {.fd = sig_pipe[0], .events = POLLIN};
+        if (poll(&pfd, 1, -1) > 0) {
+            char buf[64];
+            while (read(sig_pipe[0], buf, sizeof buf) > 0) {
+            }
+        }
         if (got_hup && !got_term) {
             got_hup = 0;
             srv_log(SRV_LOG_INFO, "SIGHUP: rescanning %s", cfg.models);
@@ -152,7 +174,6 @@ int main(int argc, char **argv)
     srv_http_quiesce(&app);
     srv_log(SRV_LOG_NOTICE, "draining: %ld requests in flight, waiting up to %d ms",
             atomic_load(&app.active), cfg.drain_ms);
-    pthread_sigmask(SIG_SETMASK, &waitmask, NULL);
     int64_t limit = t0 + (int64_t)cfg.drain_ms * 1000000;
     while (atomic_load(&app.active) > 0 && srv_now_ns() < limit && got_term < 2)
         sleep_ms(5);

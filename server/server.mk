@@ -2,6 +2,7 @@
 #   make build/convoyd     the daemon
 #   make run               build it and serve models/ on 127.0.0.1:8080
 #   make bench-server      load-test it with wrk at concurrency 1, 8 and 64
+#   make soak [SOAK_SECONDS=600]   hostile + valid traffic with model reloads for that long
 
 SERVER_SRC := $(sort $(wildcard server/*.c))
 SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
@@ -30,11 +31,17 @@ $(TEST_SERVER): $(TEST_SERVER_OBJ) $(TEST_SERVER_MODS) $(LIB) | $(CONVOYD)
 
 TEST_BINS += $(TEST_SERVER)
 
-.PHONY: run bench-server
+.PHONY: run bench-server soak
 run: $(CONVOYD)
 	exec $(CONVOYD) --models models --listen 127.0.0.1:8080
 
 bench-server: $(CONVOYD) $(CLI)
 	server/bench-server.sh $(CONVOYD) $(CLI)
+
+# The soak of tests/server_hostile.c (test_soak): bounded by SOAK_SECONDS, prints its tally.
+SOAK_SECONDS ?= 600
+soak: $(CONVOYD) $(TEST_SERVER)
+	CONVOY_BUILD=$(BUILD) CONVOY_SOAK_SECONDS=$(SOAK_SECONDS) CK_RUN_SUITE=hardening \
+		CK_RUN_CASE=soak $(TEST_SERVER)
 
 -include $(SERVER_OBJ:.o=.d) $(TEST_SERVER_OBJ:.o=.d)

@@ -254,8 +254,9 @@ static float pct(float *v, long n, double p)
 START_TEST(test_reload_under_load)
 {
     make_variants();
-    /* under the sanitizers (make asan) everything is ~10x slower: fewer reloads, no RSS bound */
-    int sanitized = strstr(ts_build_dir(), "asan") != NULL;
+    /* under the sanitizers (make asan, make tsan) everything is ~10x slower: fewer reloads, no
+     * RSS bound */
+    int sanitized = strstr(ts_build_dir(), "asan") || strstr(ts_build_dir(), "tsan");
     int nreload = sanitized ? 40 : NRELOAD;
     static const char *const args[] = {"--watch-debounce-ms", "20", "--log-level", "warn", NULL};
     tserver s;
