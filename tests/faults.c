@@ -298,22 +298,31 @@ static void job_done(srv_job *job)
     pthread_mutex_unlock(&w->mu);
 }
 
-/* Runs one input through the serving version of model `name` (its batcher); writes the output
- * and the version hash. */
+/* Runs one input through the serving version of model `name` (its batcher): x (784 floats)
+ * zero-padded or cut to the model's input size; writes the first 10 outputs (zero-padded) to
+ * y and the version hash. */
 static void serve_one(srv_registry *r, const char *name, const float *x, float *y, char *hash)
 {
     int why;
     srv_model *m = srv_registry_acquire(r, name, &why);
     ck_assert_msg(m != NULL, "model %s does not serve (why %d)", name, why);
     snprintf(hash, 17, "%s", m->hash);
+    size_t nin = cvy_model_input_size(m->m), nout = cvy_model_output_size(m->m);
+    float *in = calloc(nin, sizeof *in), *out = calloc(nout, sizeof *out);
+    ck_assert(in && out);
+    memcpy(in, x, sizeof *in * (nin < 784 ? nin : 784));
     waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
-    srv_job job = {.n = 1, .input = x, .output = y, .done = job_done, .user = &w};
+    srv_job job = {.n = 1, .input = in, .output = out, .done = job_done, .user = &w};
     ck_assert_int_eq(srv_batcher_submit(m->b, &job), SRV_SUBMIT_OK);
     pthread_mutex_lock(&w.mu);
     while (!w.done)
         pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
     ck_assert_int_eq(job.status, SRV_JOB_OK);
+    memset(y, 0, sizeof(float) * 10);
+    memcpy(y, out, sizeof *out * (nout < 10 ? nout : 10));
+    free(in);
+    free(out);
     srv_model_release(m);
 }
 
