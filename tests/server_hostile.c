@@ -721,8 +721,9 @@ START_TEST(test_hostile_load)
     ck_assert_msg(h.malformed >= n + 1000, "only %ld malformed requests in the time bound",
                   h.malformed);
     ck_assert_int_eq(h.valid_ok, h.valid);
-    /* RSS flat: the daemon keeps no memory per request (ASan's quarantine allows more) */
-    long slack = strstr(ts_build_dir(), "san") ? 262144 : 4096;
+    /* RSS flat: the daemon keeps no memory per request. Under ASan its 256 MB quarantine of
+     * freed memory fills up first; leaks there are LeakSanitizer's job (exit status 0). */
+    long slack = strstr(ts_build_dir(), "san") ? 524288 : 4096;
     ck_assert_msg(rss1 - rss0 < slack, "RSS grew from %ld to %ld kB", rss0, rss1);
     ck_assert(connections_settle(&s));
     stop_clean(&s);
