@@ -142,6 +142,18 @@ static void conv_gemm_task(void *arg, int task, int thread)
     const cvy_kernels *kern = j->c->m->plan.kern;
     int img = task / s->tasks, r = task % s->tasks;
     int cols = g->h_out * g->w_out, nchunks = s->tasks / g->group;
+    if (s->rows) { /* a row part of a 1x1 conv: all columns, output channels [m0, m1) */
+        int m0 = r * s->rows, m1 = m0 + s->rows < g->c_out ? m0 + s->rows : g->c_out;
+        const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
+        float *y = j->c->ptr[s->out] + img * istride(j, s->out) + (size_t)m0 * cols;
+        const float *res = s->residual < 0 ? NULL
+                                           : j->c->ptr[s->residual] +
+                                                 img * istride(j, s->residual) + (size_t)m0 * cols;
+        gemm_b bs = {x, (size_t)cols, NULL, 0, 0};
+        kern->gemm(W(j, s->w_off) + (size_t)m0 * g->c_in, m1 - m0, g->c_in, &bs, 0, cols, y,
+                   (size_t)cols, W(j, s->b_off) + m0, res, (size_t)cols, &s->act);
+        return;
+    }
     int grp = r / nchunks, chunk = r % nchunks;
     int cin_g = g->c_in / g->group, cout_g = g->c_out / g->group;
     int k = cin_g * g->kh * g->kw;
@@ -234,15 +246,15 @@ static void conv_ref_task(void *arg, int img, int thread)
     cvy_conv_ref(x, W(j, s->w_off), W(j, s->b_off), y, &s->g, &s->act);
 }
 
-/* Channel-block tasks: depthwise conv and pools, 16 channels per task. */
+/* Channel-block tasks: depthwise conv and pools, s->chunk channels per task. */
 static void channel_task(void *arg, int task, int thread)
 {
     (void)thread;
     const job *j = arg;
     const step *s = j->s;
     const cvy_kernels *k = j->c->m->plan.kern;
-    int img = task / s->tasks, c0 = (task % s->tasks) * 16;
-    int c1 = c0 + 16 < s->g.c_out ? c0 + 16 : s->g.c_out;
+    int img = task / s->tasks, c0 = (task % s->tasks) * s->chunk;
+    int c1 = c0 + s->chunk < s->g.c_out ? c0 + s->chunk : s->g.c_out;
     const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
     float *y = j->c->ptr[s->out] + img * istride(j, s->out);
     if (s->kind == S_CONV_DW)

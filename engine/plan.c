@@ -244,6 +244,17 @@ static cvy_status fuse_act(builder *b, step *s)
     return CVY_OK;
 }
 
+/* Channel blocks of a depthwise conv or pool: about 16 channels each, in an even number of
+ * blocks when there is more than one, so two workers get equal shares. Sets s->chunk
+ * (channels per task) and s->tasks. */
+static void channel_blocks(step *s, int channels)
+{
+    int t = (channels + 15) / 16;
+    if (t > 1 && t % 2) t++;
+    s->chunk = (channels + t - 1) / t;
+    s->tasks = (channels + s->chunk - 1) / s->chunk;
+}
+
 /* ---- Conv ---------------------------------------------------------------------------------- */
 
 static cvy_status spatial(builder *b, int i, const value *x, int is_conv, conv_geom *g,
@@ -474,7 +485,7 @@ static cvy_status plan_conv(builder *b, int i)
         /* chunks of WINO_CHUNK tiles; a single chunk is split by output channels instead */
         int tiles = ((g.h_out + 3) / 4) * ((g.w_out + 3) / 4);
         int chunks = (tiles + WINO_CHUNK - 1) / WINO_CHUNK;
-        st->splits = chunks == 1 && g.c_out >= 32 ? 2 : 1;
+        st->splits = chunks <= 3 && g.c_out >= 32 ? 2 : 1; /* few chunks: balance by channels */
         st->tasks = chunks * st->splits;
         size_t mr = (size_t)b->p->kern->gemm_mr;
         size_t ocs = ((size_t)g.c_out + st->splits - 1) / (size_t)st->splits;
@@ -509,8 +520,21 @@ static cvy_status plan_conv(builder *b, int i)
         st->chunk = (int)chunk;
         st->tasks = g.group * (int)((cols + chunk - 1) / chunk);
         st->scratch = pointwise ? 0 : k * chunk;
+        /* A 1x1 conv with more output channels than columns (small maps) splits its rows
+         * instead: each task then reads part of the weights, the larger operand, and all of
+         * the small input, rather than all weights for part of the columns. */
+        if (own && pointwise && g.group == 1 && (size_t)g.c_out > cols && g.c_out >= 64) {
+            int parts = g.c_out >= 256 ? 4 : 2, mr = b->p->kern->gemm_mr;
+            st->rows = (g.c_out + parts - 1) / parts;
+            st->rows = (st->rows + mr - 1) / mr * mr;
+            st->chunk = (int)cols;
+            st->tasks = (g.c_out + st->rows - 1) / st->rows;
+        }
     } else {
-        st->tasks = kind == S_CONV_DW ? (g.c_out + 15) / 16 : 1;
+        if (kind == S_CONV_DW)
+            channel_blocks(st, g.c_out);
+        else
+            st->tasks = 1;
     }
     return CVY_OK;
 }
@@ -537,7 +561,7 @@ static cvy_status plan_pool(builder *b, int i)
     int dims[3] = {g.c_out, g.h_out, g.w_out};
     set_shape(val(b, n->out), 3, dims);
     st->flops = (double)g.c_out * g.h_out * g.w_out * g.kh * g.kw;
-    st->tasks = (g.c_out + 15) / 16;
+    channel_blocks(st, g.c_out);
     return CVY_OK;
 }
 
@@ -907,7 +931,7 @@ static cvy_status plan_bn(builder *b, int i)
     set_shape(val(b, n->out), x->ndim, x->dims);
     st->params = 4 * (size_t)c;
     st->flops = 2.0 * (double)x->size;
-    st->tasks = (c + 15) / 16;
+    channel_blocks(st, c);
     return fuse_act(b, st);
 }
 

@@ -197,6 +197,25 @@ static uint32_t build_concat(fmt_model *m, int v)
     return tm_node(m, OP_LEAKYRELU, 1, &y, NULL, (float[8]){0.3f}, "leaky");
 }
 
+/* Wide 1x1 convs on small maps (more output channels than pixels: the planner splits their
+ * rows over tasks), bias, relu6 and a residual add fused. */
+static uint32_t build_pointwise(fmt_model *m, int v)
+{
+    static const int couts[] = {64, 72, 100, 255, 256, 300};
+    int cin = tm_randint(1, 40), h = tm_randint(1, 9), w = tm_randint(1, 9);
+    int cout = couts[v % 6];
+    uint32_t x = tm_begin(m, cin, h, w);
+    int32_t k1[16] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1};
+    int wd[4] = {cout, cin, 1, 1}, bd[1] = {cout};
+    uint32_t a[3] = {x, tm_weight(m, 4, wd, 0.3f), tm_weight(m, 1, bd, 0.5f)};
+    uint32_t b[2] = {x, tm_weight(m, 4, wd, 0.3f)};
+    uint32_t y = tm_node(m, OP_CONV, 3, a, k1, NULL, "pw1");
+    y = tm_node(m, OP_CLIP, 1, &y, NULL, (float[8]){0.0f, 6.0f}, "relu6");
+    uint32_t z = tm_node(m, OP_CONV, 2, b, k1, NULL, "pw2");
+    uint32_t add[2] = {z, y};
+    return tm_node(m, OP_ADD, 2, add, NULL, NULL, "add");
+}
+
 /* A SqueezeNet fire module: squeeze 1x1 + relu, then 1x1 and 3x3 expands (and with v % 3 == 2 a
  * max-pool branch) concatenated along channels, then a 1x1 conv reading the concat. With
  * `views` every branch passes through an Identity, which keeps the concat a copy; without,
@@ -379,6 +398,12 @@ START_TEST(concat_in_place_matches_copy)
             free(x), free(got), free(want);
             cvy_model_free(mo[0]), cvy_model_free(mo[1]);
         }
+}
+END_TEST
+
+START_TEST(pointwise_matches_reference)
+{
+    for (int v = 0; v < 18; v++) compare(build_pointwise, v, 1 + v % 3, "pointwise");
 }
 END_TEST
 
@@ -741,6 +766,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, head_matches_reference);
     tcase_add_test(tc, binary_matches_reference);
     tcase_add_test(tc, concat_matches_reference);
+    tcase_add_test(tc, pointwise_matches_reference);
     tcase_add_test(tc, concat_in_place_matches_copy);
     tcase_add_test(tc, net_matches_reference);
     tcase_add_test(tc, fusion_is_planned);
