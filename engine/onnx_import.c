@@ -561,6 +561,7 @@ static cvy_status materialize(imp *im, oval *v)
 
 static int64_t ival(double d)
 {
+    if (isnan(d)) return 0; /* converting NaN is undefined; shapes and indices of 0 are checked */
     if (d >= 9.2e18) return INT64_MAX;
     if (d <= -9.2e18) return INT64_MIN;
     return (int64_t)d;
