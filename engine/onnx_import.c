@@ -311,33 +311,37 @@ static cvy_status tensor_const(imp *im, const Onnx__TensorProto *t, const char *
             return nfail(im, CVY_ERR_FORMAT, "tensor '%.80s' is too large", tn);
     }
     int is_int = !(dt == DT_FLOAT || dt == DT_DOUBLE || dt == DT_FLOAT16);
+    size_t es = dtype_size(dt);
+    int external =
+        t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    size_t have = dt == DT_FLOAT                       ? t->n_float_data
+                  : dt == DT_INT64                     ? t->n_int64_data
+                  : dt == DT_DOUBLE                    ? t->n_double_data
+                  : dt == DT_UINT32 || dt == DT_UINT64 ? t->n_uint64_data
+                                                       : t->n_int32_data;
+    /* the file must hold the values before room for them is allocated (dims alone can claim
+     * gigabytes) */
+    if (!external && t->has_raw_data && t->raw_data.len != n * es)
+        return nfail(im, CVY_ERR_FORMAT, "tensor '%.80s': %zu raw bytes for %zu values", tn,
+                     t->raw_data.len, n);
+    if (!external && !t->has_raw_data && have != n)
+        return nfail(im, CVY_ERR_FORMAT, "tensor '%.80s': %zu values for %zu elements", tn, have,
+                     n);
     oval *v = add_const(im, tn, (int)t->n_dims, dims, is_int);
     if (!v) return NOMEM(im);
-    size_t es = dtype_size(dt);
     uint8_t *ext = NULL;
     const uint8_t *raw = NULL;
-    if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+    if (external) {
         cvy_status s = read_external(im, t, n * es, &ext);
         if (s != CVY_OK) return s;
         raw = ext;
     } else if (t->has_raw_data) {
-        if (t->raw_data.len != n * es)
-            return nfail(im, CVY_ERR_FORMAT, "tensor '%.80s': %zu raw bytes for %zu values", tn,
-                         t->raw_data.len, n);
         raw = t->raw_data.data;
     }
     if (raw) {
         for (size_t i = 0; i < n; i++) v->v[i] = raw_value(raw + i * es, dt);
         free(ext);
     } else {
-        size_t have = dt == DT_FLOAT                       ? t->n_float_data
-                      : dt == DT_INT64                     ? t->n_int64_data
-                      : dt == DT_DOUBLE                    ? t->n_double_data
-                      : dt == DT_UINT32 || dt == DT_UINT64 ? t->n_uint64_data
-                                                           : t->n_int32_data;
-        if (have != n)
-            return nfail(im, CVY_ERR_FORMAT, "tensor '%.80s': %zu values for %zu elements", tn,
-                         have, n);
         for (size_t i = 0; i < n; i++) {
             switch (dt) {
             case DT_FLOAT: v->v[i] = t->float_data[i]; break;
