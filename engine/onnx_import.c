@@ -82,7 +82,15 @@ typedef struct imp {
     size_t in_size; /* floats per item of the graph input */
     float **mats;   /* matrices the lm_w tags point to */
     int n_mats, cap_mats;
+    size_t const_elems; /* values of every constant made so far */
+    size_t data_elems;  /* of which read from tensors of the file */
 } imp;
+
+/* Constant folding may make FOLD_BASE values plus FOLD_RATIO per value the file holds: enough
+ * for any real network's reshapes and transposes of its weights, while a few hundred bytes of
+ * crafted graph cannot make the importer fold billions of values. */
+#define FOLD_BASE (1u << 24)
+#define FOLD_RATIO 4
 
 /* ---- errors ------------------------------------------------------------------------------ */
 
@@ -164,6 +172,7 @@ static oval *add_const(imp *im, const char *name, int rank, const int64_t *dims_
     v->is_int = is_int;
     v->n = n;
     v->v = calloc(n ? n : 1, sizeof(double));
+    if (v->v) im->const_elems += n;
     return v->v ? v : NULL;
 }
 
@@ -329,6 +338,7 @@ static cvy_status tensor_const(imp *im, const Onnx__TensorProto *t, const char *
                      n);
     oval *v = add_const(im, tn, (int)t->n_dims, dims, is_int);
     if (!v) return NOMEM(im);
+    im->data_elems += n;
     uint8_t *ext = NULL;
     const uint8_t *raw = NULL;
     if (external) {
@@ -2598,6 +2608,11 @@ static cvy_status import_graph(imp *im, const Onnx__ModelProto *mp, const onnx_i
         im->node = g->node[i];
         im->node_idx = (int)i;
         s = convert_node(im);
+        size_t folded = im->const_elems - im->data_elems;
+        if (s == CVY_OK && folded > FOLD_BASE + FOLD_RATIO * im->data_elems)
+            s = nfail(im, CVY_ERR_LIMIT,
+                      "constant folding made %zu values from %zu in the file (limit %zu)",
+                      folded, im->data_elems, (size_t)FOLD_BASE + FOLD_RATIO * im->data_elems);
     }
     im->node = NULL;
     if (s != CVY_OK) return s;
