@@ -187,8 +187,11 @@ static void utf8_sanitize(char *s)
 {
     unsigned char *p = (unsigned char *)s;
     while (*p) {
-        int len = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
-                             : (*p & 0xf8) == 0xf0 ? 4 : 0;
+        int len = *p < 0x80             ? 1
+                  : (*p & 0xe0) == 0xc0 ? 2
+                  : (*p & 0xf0) == 0xe0 ? 3
+                  : (*p & 0xf8) == 0xf0 ? 4
+                                        : 0;
         int ok = len > 0 && !(len == 2 && *p < 0xc2) && !(len == 4 && *p > 0xf4);
         for (int i = 1; ok && i < len; i++)
             ok = (p[i] & 0xc0) == 0x80;

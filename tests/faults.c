@@ -51,7 +51,7 @@ static atomic_long failed;       /* allocations failed on purpose */
 
 /* Open-addressing set of live wrapped pointers (tombstones for removals). */
 #define SET_CAP (1u << 20)
-#define TOMB ((void *)1)
+#define TOMB    ((void *)1)
 static void **set;
 static long set_live;
 static pthread_mutex_t set_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -315,8 +315,7 @@ static void serve_one(srv_registry *r, const char *name, const float *x, float *
     srv_job job = {.n = 1, .input = in, .output = out, .done = job_done, .user = &w};
     ck_assert_int_eq(srv_batcher_submit(m->b, &job), SRV_SUBMIT_OK);
     pthread_mutex_lock(&w.mu);
-    while (!w.done)
-        pthread_cond_wait(&w.cv, &w.mu);
+    while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
     pthread_mutex_unlock(&w.mu);
     ck_assert_int_eq(job.status, SRV_JOB_OK);
     memset(y, 0, sizeof(float) * 10);
@@ -345,8 +344,8 @@ static void fixture_up(fixture *f)
     snprintf(f->dir, sizeof f->dir, "/tmp/convoy-faults-XXXXXX");
     ck_assert(mkdtemp(f->dir) != NULL);
     snprintf(f->path, sizeof f->path, "%s/m.cvy", f->dir);
-    char *argv[] = {"convoyd", "--models", f->dir, "--log-level", "error", "--threads", "1",
-                    "--max-batch", "4", NULL};
+    char *argv[] = {"convoyd",   "--models", f->dir,        "--log-level", "error",
+                    "--threads", "1",        "--max-batch", "4",           NULL};
     ck_assert_int_eq(srv_config_load(&f->cfg, 9, argv), 0);
     f->a = slurp("models/fashion-mnist.cvy", &f->na);
     ck_assert(f->a && f->na);
@@ -361,8 +360,7 @@ static void fixture_up(fixture *f)
     f->reg = srv_registry_create(f->eng, &f->cfg);
     ck_assert(f->reg != NULL);
     ck_assert_int_eq(srv_registry_scan(f->reg), 0);
-    for (int i = 0; i < 784; i++)
-        f->x[i] = (float)((i * 31) % 17) / 17.0f;
+    for (int i = 0; i < 784; i++) f->x[i] = (float)((i * 31) % 17) / 17.0f;
     serve_one(f->reg, "m", f->x, f->ya, f->hash_a);
 }
 
@@ -383,10 +381,9 @@ static void expect_a(fixture *f, long n)
 {
     char hash[17];
     serve_one(f->reg, "m", f->x, f->y, hash);
-    ck_assert_msg(strcmp(hash, f->hash_a) == 0, "after allocation %ld failed: version %s", n,
-                  hash);
-    ck_assert_msg(memcmp(f->y, f->ya, sizeof f->y) == 0, "after allocation %ld failed: answers differ",
-                  n);
+    ck_assert_msg(strcmp(hash, f->hash_a) == 0, "after allocation %ld failed: version %s", n, hash);
+    ck_assert_msg(memcmp(f->y, f->ya, sizeof f->y) == 0,
+                  "after allocation %ld failed: answers differ", n);
 }
 
 START_TEST(test_registry_reload_faults)
@@ -402,8 +399,7 @@ START_TEST(test_registry_reload_faults)
         disarm();
         if (rc == SRV_LOADED) break;
         ck_assert_msg(rc == SRV_FAILED, "allocation %ld failed: result %d (%s)", n, rc, msg);
-        ck_assert_msg(strstr(msg, "memory") != NULL, "allocation %ld failed: message '%s'", n,
-                      msg);
+        ck_assert_msg(strstr(msg, "memory") != NULL, "allocation %ld failed: message '%s'", n, msg);
         expect_a(&f, n);
         /* the registry's own bookkeeping (last error) settles after the first failure */
         if (base < 0)

@@ -123,8 +123,7 @@ static void rb_add(rbuf *b, const void *p, size_t n)
 {
     if (b->n + n + 1 > b->cap) {
         size_t c = b->cap ? b->cap : 4096;
-        while (c < b->n + n + 1)
-            c *= 2;
+        while (c < b->n + n + 1) c *= 2;
         b->p = realloc(b->p, c);
         ck_assert(b->p != NULL);
         b->cap = c;
@@ -215,7 +214,7 @@ typedef struct hostile {
     long by_status[600];
     long malformed, valid, valid_ok, disconnects;
     long kind_n[12], kind_ms[12]; /* requests and time by malformed kind */
-    char model_a[32]; /* version whose answers must match the golden top-1 */
+    char model_a[32];             /* version whose answers must match the golden top-1 */
 } hostile;
 
 /* Builds the valid JSON, multipart and v2 bodies the mutations start from. */
@@ -329,8 +328,7 @@ static void send_malformed(hostile *h, int k)
     case 1: { /* random bytes */
         unsigned char junk[512];
         mn = rnd() % sizeof junk;
-        for (size_t i = 0; i < mn; i++)
-            junk[i] = (unsigned char)rnd();
+        for (size_t i = 0; i < mn; i++) junk[i] = (unsigned char)rnd();
         rb_post(q, "/classify", rnd() % 2 ? "application/octet-stream" : "image/jpeg", junk, mn);
         break;
     }
@@ -363,8 +361,9 @@ static void send_malformed(hostile *h, int k)
         break;
     }
     case 5: { /* absurd declared lengths */
-        static const char *const lens[] = {"99999999999999999999", "2147483648", "-1", "abc",
-                                           "1e9", "  12", "18446744073709551615", "0x10"};
+        static const char *const lens[] = {
+            "99999999999999999999", "2147483648", "-1", "abc", "1e9", "  12",
+            "18446744073709551615", "0x10"};
         rb_fmt(q, "POST /classify HTTP/1.1\r\nConnection: close\r\nContent-Length: %s\r\n\r\n",
                lens[rnd() % 8]);
         rb_add(q, HIMG[img].data, 64);
@@ -372,15 +371,18 @@ static void send_malformed(hostile *h, int k)
     }
     case 6: /* headers over the limit */
         rb_str(q, "GET /healthz HTTP/1.1\r\nConnection: close\r\nX-Pad: ");
-        for (int i = 0, n = 9000 + (int)(rnd() % 30000); i < n; i++)
-            rb_add(q, "a", 1);
+        for (int i = 0, n = 9000 + (int)(rnd() % 30000); i < n; i++) rb_add(q, "a", 1);
         rb_str(q, "\r\n\r\n");
         break;
     case 7: { /* bad request lines */
-        static const char *const lines[] = {
-            "GET\r\n", "BREW /classify HTTP/1.1\r\n", "GET /healthz HTTP/9.9\r\n",
-            "GET /healthz\r\n", "POST /classify HTTP/1.1 extra\r\n", "\x01\x02\x03 / HTTP/1.1\r\n",
-            "GET /%zz%00 HTTP/1.1\r\n", "DELETE /models/fashion-mnist HTTP/1.1\r\n"};
+        static const char *const lines[] = {"GET\r\n",
+                                            "BREW /classify HTTP/1.1\r\n",
+                                            "GET /healthz HTTP/9.9\r\n",
+                                            "GET /healthz\r\n",
+                                            "POST /classify HTTP/1.1 extra\r\n",
+                                            "\x01\x02\x03 / HTTP/1.1\r\n",
+                                            "GET /%zz%00 HTTP/1.1\r\n",
+                                            "DELETE /models/fashion-mnist HTTP/1.1\r\n"};
         rb_str(q, lines[rnd() % 8]);
         rb_str(q, "Connection: close\r\n\r\n");
         break;
@@ -399,12 +401,14 @@ static void send_malformed(hostile *h, int k)
         rb_post(q, "/v2/models/fashion-mnist/infer", "application/json", m, mn);
         break;
     case 10: { /* odd paths, methods and parameters */
-        static const char *const reqs[] = {
-            "GET /classify?top_k=abc HTTP/1.1\r\n", "POST /classify?top_k=-5 HTTP/1.1\r\n",
-            "POST /classify?timeout_ms=0 HTTP/1.1\r\n", "GET /models/..%2f..%2fetc HTTP/1.1\r\n",
-            "POST /models/../../etc/passwd/classify HTTP/1.1\r\n",
-            "POST /v2/repository/models/..%2Fx/load HTTP/1.1\r\n", "GET /v2/models//infer HTTP/1.1\r\n",
-            "PUT /classify HTTP/1.1\r\n"};
+        static const char *const reqs[] = {"GET /classify?top_k=abc HTTP/1.1\r\n",
+                                           "POST /classify?top_k=-5 HTTP/1.1\r\n",
+                                           "POST /classify?timeout_ms=0 HTTP/1.1\r\n",
+                                           "GET /models/..%2f..%2fetc HTTP/1.1\r\n",
+                                           "POST /models/../../etc/passwd/classify HTTP/1.1\r\n",
+                                           "POST /v2/repository/models/..%2Fx/load HTTP/1.1\r\n",
+                                           "GET /v2/models//infer HTTP/1.1\r\n",
+                                           "PUT /classify HTTP/1.1\r\n"};
         rb_str(q, reqs[rnd() % 8]);
         rb_fmt(q, "Connection: close\r\nContent-Type: image/png\r\nContent-Length: %zu\r\n\r\n",
                HIMG[img].len);
@@ -471,8 +475,9 @@ static long rss_kb(pid_t pid)
 
 static void print_tally(const char *what, const hostile *h, long rss0, long rss1, long ms)
 {
-    fprintf(stderr, "%s: %ld malformed + %ld valid requests (%ld valid answered correctly) in %.1f s;"
-                    " by status:",
+    fprintf(stderr,
+            "%s: %ld malformed + %ld valid requests (%ld valid answered correctly) in %.1f s;"
+            " by status:",
             what, h->malformed, h->valid, h->valid_ok, (double)ms / 1000);
     for (int i = 0; i < 600; i++)
         if (h->by_status[i]) fprintf(stderr, " %d:%ld", i, h->by_status[i]);
@@ -531,10 +536,21 @@ START_TEST(test_limits)
 {
     ck_assert_int_eq(ts_load_images(HIMG), TS_NIMG);
     tserver s;
-    static const char *const args[] = {"--max-header",        "2048", "--max-connections", "4",
-                                       "--request-timeout-s", "2",    "--idle-timeout-s",  "2",
-                                       "--max-body",          "60000", "--max-images",     "2",
-                                       "--max-pixels",        "700",  NULL};
+    static const char *const args[] = {"--max-header",
+                                       "2048",
+                                       "--max-connections",
+                                       "4",
+                                       "--request-timeout-s",
+                                       "3",
+                                       "--idle-timeout-s",
+                                       "1",
+                                       "--max-body",
+                                       "60000",
+                                       "--max-images",
+                                       "2",
+                                       "--max-pixels",
+                                       "700",
+                                       NULL};
     ck_assert_int_eq(ts_start(&s, 1, args), 0);
     char resp[8192];
     rbuf q = {0};
@@ -548,8 +564,7 @@ START_TEST(test_limits)
     /* header: over max-header -> 431 in JSON */
     q.n = 0;
     rb_str(&q, "GET /healthz HTTP/1.1\r\nConnection: close\r\nX-Pad: ");
-    for (int i = 0; i < 2100; i++)
-        rb_add(&q, "b", 1);
+    for (int i = 0; i < 2100; i++) rb_add(&q, "b", 1);
     rb_str(&q, "\r\n\r\n");
     ck_assert_int_eq(roundtrip(s.port, q.p, q.n, resp, sizeof resp), 431);
     ck_assert(strstr(resp, "\"header_too_large\"") != NULL);
@@ -567,25 +582,24 @@ START_TEST(test_limits)
 
     /* connections: 4 open and idle, the 5th is told 503 */
     int idle[4];
-    for (int i = 0; i < 4; i++)
-        ck_assert((idle[i] = dial(s.port, 5000)) >= 0);
+    for (int i = 0; i < 4; i++) ck_assert((idle[i] = dial(s.port, 5000)) >= 0);
     msleep(100);
     const char *get = "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n";
     ck_assert_int_eq(roundtrip(s.port, get, strlen(get), resp, sizeof resp), 503);
     ck_assert(strstr(resp, "\"too_many_connections\"") != NULL);
 
-    /* idle timeout: the silent connections are closed after ~2 s */
+    /* idle timeout: the silent connections are closed after 1-2 s (before the 3 s request
+     * timeout could) */
     long t0 = ts_now_ms();
     char c;
     ck_assert_int_eq((int)recv(idle[0], &c, 1, 0), 0);
     long waited = ts_now_ms() - t0;
-    ck_assert_msg(waited > 1000 && waited < 4500, "idle connection closed after %ld ms", waited);
-    for (int i = 0; i < 4; i++)
-        close(idle[i]);
+    ck_assert_msg(waited > 500 && waited < 3500, "idle connection closed after %ld ms", waited);
+    for (int i = 0; i < 4; i++) close(idle[i]);
     msleep(100);
     ck_assert_int_eq(roundtrip(s.port, get, strlen(get), resp, sizeof resp), 200);
 
-    /* request timeout: a client sending a header byte every 300 ms is cut off after ~2 s,
+    /* request timeout: a client sending a header byte every 300 ms is cut off after ~3 s,
      * and others are served meanwhile */
     int slow = dial(s.port, 5000);
     ck_assert(slow >= 0);
@@ -602,7 +616,7 @@ START_TEST(test_limits)
         }
         msleep(300);
     }
-    ck_assert_msg(cut > 1500 && cut < 4500, "slow client cut off after %ld ms", cut);
+    ck_assert_msg(cut > 2500 && cut < 5500, "slow client cut off after %ld ms", cut);
     close(slow);
 
     /* a slow body upload is cut off too */
@@ -619,12 +633,12 @@ START_TEST(test_limits)
         }
         msleep(300);
     }
-    ck_assert_msg(cut > 1500 && cut < 4500, "slow upload cut off after %ld ms", cut);
+    ck_assert_msg(cut > 2500 && cut < 5500, "slow upload cut off after %ld ms", cut);
     close(slow);
 
     /* every limit was counted */
-    static const char *const names[] = {"body", "header", "pixels", "images", "connections",
-                                        "request_timeout", "idle_timeout"};
+    static const char *const names[] = {"body",        "header",          "pixels",      "images",
+                                        "connections", "request_timeout", "idle_timeout"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char series[96];
         snprintf(series, sizeof series, "convoy_limit_hits_total{limit=\"%s\"}", names[i]);
@@ -646,14 +660,13 @@ START_TEST(test_disconnects)
     ck_assert_int_eq(ts_load_images(HIMG), TS_NIMG);
     tserver s;
     static const char *const args[] = {"--max-batch", "4", "--max-images", "256", "--threads",
-                                       "1", NULL};
+                                       "1",           NULL};
     ck_assert_int_eq(ts_start(&s, 1, args), 0);
     /* 256 images = 64 forward passes: the client leaves after the first ones ran */
     rbuf b = {0};
     rb_str(&b, "{\"images\": [");
     char *b64 = ts_b64(HIMG[2].data, HIMG[2].len);
-    for (int i = 0; i < 256; i++)
-        rb_fmt(&b, "%s\"%s\"", i ? "," : "", b64);
+    for (int i = 0; i < 256; i++) rb_fmt(&b, "%s\"%s\"", i ? "," : "", b64);
     rb_str(&b, "]}");
     free(b64);
     rbuf q = {0};
@@ -786,8 +799,7 @@ START_TEST(test_soak)
     hostile_init(&h, &s);
     tresp r = ts_http(&s, "GET", "/models/fashion-mnist", NULL, NULL, 0, NULL);
     json_t *j = json_loads(r.body, 0, NULL);
-    snprintf(h.model_a, sizeof h.model_a, "%s",
-             json_string_value(json_object_get(j, "version")));
+    snprintf(h.model_a, sizeof h.model_a, "%s", json_string_value(json_object_get(j, "version")));
     json_decref(j);
     ts_resp_free(&r);
     ck_assert(*h.model_a);
