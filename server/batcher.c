@@ -212,6 +212,17 @@ static void *batch_main(void *arg)
     return NULL;
 }
 
+/* Frees the buffers, the context and b itself (the thread, mutex and condition variable are
+ * the caller's). */
+static void free_parts(srv_batcher *b)
+{
+    free(b->out);
+    free(b->segs);
+    free(b->drop);
+    cvy_context_destroy(b->ctx);
+    free(b);
+}
+
 int srv_batcher_create(const cvy_model *m, int max_batch, int max_delay_us, int max_queue,
                        srv_metrics_model *mm, srv_batcher **out, char *err, size_t errn)
 {
@@ -231,7 +242,7 @@ int srv_batcher_create(const cvy_model *m, int max_batch, int max_delay_us, int 
     cvy_status st = cvy_context_create(m, max_batch, &b->ctx, &e);
     if (st != CVY_OK) {
         snprintf(err, errn, "context for batch %d: %s", max_batch, e.msg);
-        free(b);
+        free_parts(b);
         return -1;
     }
     /* everything the batch thread needs, so that it never allocates */
@@ -240,11 +251,7 @@ int srv_batcher_create(const cvy_model *m, int max_batch, int max_delay_us, int 
     b->drop = malloc(sizeof(srv_job *) * DROP_MAX);
     if (!b->out || !b->segs || !b->drop) {
         snprintf(err, errn, "out of memory");
-        free(b->out);
-        free(b->segs);
-        free(b->drop);
-        cvy_context_destroy(b->ctx);
-        free(b);
+        free_parts(b);
         return -1;
     }
     pthread_mutex_init(&b->mu, NULL);
@@ -258,11 +265,7 @@ int srv_batcher_create(const cvy_model *m, int max_batch, int max_delay_us, int 
         snprintf(err, errn, "cannot start batch thread: %s", strerror(rc));
         pthread_cond_destroy(&b->cv);
         pthread_mutex_destroy(&b->mu);
-        free(b->out);
-        free(b->segs);
-        free(b->drop);
-        cvy_context_destroy(b->ctx);
-        free(b);
+        free_parts(b);
         return -1;
     }
     pthread_mutex_lock(&wd_mu);
@@ -336,11 +339,7 @@ void srv_batcher_destroy(srv_batcher *b)
     srv_batcher_stop(b);
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
-    free(b->out);
-    free(b->segs);
-    free(b->drop);
-    cvy_context_destroy(b->ctx);
-    free(b);
+    free_parts(b);
 }
 
 int srv_batcher_watchdog(long *queued)

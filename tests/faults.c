@@ -157,8 +157,8 @@ void __wrap_free(void *p)
     __real_free(p);
 }
 
-/* read() hook: before the first read of an armed descriptor-independent event, shrink or
- * remove the file at hook_path. */
+/* read() hook: once armed, the next read() of any descriptor first shrinks or removes the
+ * file at hook_path (the registry's read of the model file is the only read in between). */
 enum { HOOK_NONE, HOOK_SHRINK, HOOK_VANISH };
 static atomic_int hook;
 static char hook_path[512];

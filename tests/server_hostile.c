@@ -30,12 +30,6 @@
 
 static timg HIMG[TS_NIMG];
 
-static void msleep(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* ---- raw HTTP ------------------------------------------------------------------------------ */
 
 /* A connected loopback socket with send/receive timeouts of timeout_ms; -1 on failure. */
@@ -493,13 +487,7 @@ static void print_tally(const char *what, const hostile *h, long rss0, long rss1
 static double metric_of(const tserver *s, const char *series)
 {
     tresp r = ts_http(s, "GET", "/metrics", NULL, NULL, 0, NULL);
-    double v = -1;
-    size_t l = strlen(series);
-    for (const char *p = r.body; p && (p = strstr(p, series)); p += l)
-        if ((p == r.body || p[-1] == '\n') && p[l] == ' ') {
-            v = atof(p + l + 1);
-            break;
-        }
+    double v = ts_metric(r.body, series);
     ts_resp_free(&r);
     return v;
 }
@@ -524,7 +512,7 @@ static int connections_settle(const tserver *s)
     for (int t = 0; t < 60; t++) {
         open = metric_of(s, "convoy_connections");
         if (open == 1) return 1;
-        msleep(50);
+        ts_sleep_ms(50);
     }
     fprintf(stderr, "convoy_connections = %g\n", open);
     return 0;
@@ -583,7 +571,7 @@ START_TEST(test_limits)
     /* connections: 4 open and idle, the 5th is told 503 */
     int idle[4];
     for (int i = 0; i < 4; i++) ck_assert((idle[i] = dial(s.port, 5000)) >= 0);
-    msleep(100);
+    ts_sleep_ms(100);
     const char *get = "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n";
     ck_assert_int_eq(roundtrip(s.port, get, strlen(get), resp, sizeof resp), 503);
     ck_assert(strstr(resp, "\"too_many_connections\"") != NULL);
@@ -596,7 +584,7 @@ START_TEST(test_limits)
     long waited = ts_now_ms() - t0;
     ck_assert_msg(waited > 500 && waited < 3500, "idle connection closed after %ld ms", waited);
     for (int i = 0; i < 4; i++) close(idle[i]);
-    msleep(100);
+    ts_sleep_ms(100);
     ck_assert_int_eq(roundtrip(s.port, get, strlen(get), resp, sizeof resp), 200);
 
     /* request timeout: a client sending a header byte every 300 ms is cut off after ~3 s,
@@ -614,7 +602,7 @@ START_TEST(test_limits)
         if (i % 3 == 0) {
             ck_assert_int_eq(roundtrip(s.port, get, strlen(get), resp, sizeof resp), 200);
         }
-        msleep(300);
+        ts_sleep_ms(300);
     }
     ck_assert_msg(cut > 2500 && cut < 5500, "slow client cut off after %ld ms", cut);
     close(slow);
@@ -631,7 +619,7 @@ START_TEST(test_limits)
             cut = ts_now_ms() - t0;
             break;
         }
-        msleep(300);
+        ts_sleep_ms(300);
     }
     ck_assert_msg(cut > 2500 && cut < 5500, "slow upload cut off after %ld ms", cut);
     close(slow);
@@ -676,7 +664,7 @@ START_TEST(test_disconnects)
         int fd = dial(s.port, 5000);
         ck_assert(fd >= 0);
         ck_assert_int_eq(send_all(fd, q.p, q.n), 0);
-        msleep(round % 5); /* queued, running, or not yet parsed */
+        ts_sleep_ms(round % 5); /* queued, running, or not yet parsed */
         close(fd);
         rb_post(&q, "/classify", "image/png", HIMG[round % TS_NIMG].data,
                 HIMG[round % TS_NIMG].len);
@@ -701,7 +689,7 @@ START_TEST(test_disconnects)
     for (int t = 0; t < 100; t++) {
         cancelled = metric_of(&s, "convoy_cancelled_total{model=\"fashion-mnist\"}");
         if (cancelled >= 1) break;
-        msleep(20);
+        ts_sleep_ms(20);
     }
     ck_assert_msg(cancelled >= 1, "cancelled = %g", cancelled);
     stop_clean(&s);
@@ -747,17 +735,10 @@ END_TEST
 
 /* ---- soak ---------------------------------------------------------------------------------- */
 
-/* Writes data to <dir>/.fashion-mnist.tmp and renames it over <dir>/fashion-mnist.cvy. */
+/* Deploys data as <dir>/fashion-mnist.cvy (write-then-rename). */
 static void deploy_bytes(const tserver *s, const unsigned char *data, size_t n)
 {
-    char tmp[512], dst[512];
-    snprintf(tmp, sizeof tmp, "%s/.fashion-mnist.tmp", s->dir);
-    snprintf(dst, sizeof dst, "%s/fashion-mnist.cvy", s->dir);
-    FILE *f = fopen(tmp, "wb");
-    ck_assert(f != NULL);
-    ck_assert_uint_eq(fwrite(data, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-    ck_assert_int_eq(rename(tmp, dst), 0);
+    ck_assert_int_eq(ts_deploy(s, "fashion-mnist", data, n), 0);
 }
 
 /* CONVOY_SOAK_SECONDS of hostile and valid traffic while the model file is replaced every
@@ -769,13 +750,7 @@ START_TEST(test_soak)
     ck_assert_int_eq(ts_load_images(HIMG), TS_NIMG);
     char vdir[] = "/tmp/convoy-soak-XXXXXX";
     ck_assert(mkdtemp(vdir) != NULL);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 tools/cvy_variant.py models/fashion-mnist.cvy %s/B.cvy && "
-             "/usr/bin/python3 tools/cvy_variant.py models/fashion-mnist.cvy %s/stale.cvy "
-             "--keep-golden",
-             vdir, vdir);
-    ck_assert_msg(system(cmd) == 0, "cannot make the model variants: %s", cmd);
+    ck_assert_msg(ts_make_variants(vdir) == 0, "cannot make the model variants in %s", vdir);
     size_t na, nb, nst;
     char path[600];
     unsigned char *a = ts_read_file("models/fashion-mnist.cvy", &na);
@@ -826,6 +801,7 @@ START_TEST(test_soak)
     stop_clean(&s);
     hostile_free(&h);
     ts_cleanup(&s);
+    char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", vdir);
     ck_assert_int_eq(system(cmd), 0);
     free(a);

@@ -102,18 +102,6 @@ static void expect_results(const tresp *r, const int *idx, int n, int k)
     expect_results_of(r, "fashion-mnist", idx, n, k);
 }
 
-/* Reads one sample value from /metrics text ("name{labels} value"). Returns -1 if absent. */
-static double metric(const char *text, const char *series)
-{
-    const char *p = text;
-    size_t l = strlen(series);
-    while ((p = strstr(p, series))) {
-        if ((p == text || p[-1] == '\n') && p[l] == ' ') return atof(p + l + 1);
-        p += l;
-    }
-    return -1;
-}
-
 /* ---- endpoints ---------------------------------------------------------------------------- */
 
 START_TEST(test_health)
@@ -446,8 +434,8 @@ START_TEST(test_deadline)
     ck_assert(r.seconds >= 0.25);
     ts_resp_free(&r);
     r = ts_http(&s, "GET", "/metrics", NULL, NULL, 0, NULL);
-    ck_assert(metric(r.body, "convoy_deadline_exceeded_total{model=\"fashion-mnist\"}") == 2);
-    ck_assert(metric(r.body, "convoy_requests_total{model=\"fashion-mnist\",code=\"504\"}") == 2);
+    ck_assert(ts_metric(r.body, "convoy_deadline_exceeded_total{model=\"fashion-mnist\"}") == 2);
+    ck_assert(ts_metric(r.body, "convoy_requests_total{model=\"fashion-mnist\",code=\"504\"}") == 2);
     ts_resp_free(&r);
 
     /* a client that gives up while queued frees its slot: the entry is dropped, not run */
@@ -468,7 +456,7 @@ START_TEST(test_deadline)
     for (int t = 0; t < 100 && cancelled < 1; t++) {
         usleep(20000);
         r = ts_http(&s, "GET", "/metrics", NULL, NULL, 0, NULL);
-        cancelled = metric(r.body, "convoy_cancelled_total{model=\"fashion-mnist\"}");
+        cancelled = ts_metric(r.body, "convoy_cancelled_total{model=\"fashion-mnist\"}");
         ts_resp_free(&r);
     }
     ck_assert_msg(cancelled == 1, "cancelled = %g", cancelled);
@@ -583,20 +571,20 @@ START_TEST(test_concurrent_64)
     ck_assert_int_eq(ok, NC * PER);
     tresp r = ts_http(&G, "GET", "/metrics", NULL, NULL, 0, NULL);
     ck_assert_int_eq(r.status, 200);
-    double le1 = metric(r.body, "convoy_batch_size_bucket{model=\"fashion-mnist\",le=\"1\"}");
-    double all = metric(r.body, "convoy_batch_size_count{model=\"fashion-mnist\"}");
+    double le1 = ts_metric(r.body, "convoy_batch_size_bucket{model=\"fashion-mnist\",le=\"1\"}");
+    double all = ts_metric(r.body, "convoy_batch_size_count{model=\"fashion-mnist\"}");
     ck_assert_msg(all > 0 && all > le1, "no batch larger than one: %g of %g", le1, all);
-    double images = metric(r.body, "convoy_images_total{model=\"fashion-mnist\"}");
+    double images = ts_metric(r.body, "convoy_images_total{model=\"fashion-mnist\"}");
     ck_assert(images >= NC * PER);
-    ck_assert(metric(r.body, "convoy_requests_total{model=\"fashion-mnist\",code=\"200\"}") >=
+    ck_assert(ts_metric(r.body, "convoy_requests_total{model=\"fashion-mnist\",code=\"200\"}") >=
               NC * PER);
-    ck_assert(metric(r.body, "convoy_queue_depth{model=\"fashion-mnist\"}") == 0);
+    ck_assert(ts_metric(r.body, "convoy_queue_depth{model=\"fashion-mnist\"}") == 0);
     ck_assert(strstr(r.body, "convoy_request_duration_seconds_bucket") != NULL);
     ck_assert(strstr(r.body, "convoy_queue_duration_seconds_bucket") != NULL);
     ck_assert(strstr(r.body, "convoy_inference_duration_seconds_bucket") != NULL);
-    ck_assert(metric(r.body, "convoy_model_loads_total") >= 1);
-    ck_assert(metric(r.body, "convoy_model_load_failures_total") == 0);
-    ck_assert(metric(r.body, "process_resident_memory_bytes") > 0);
+    ck_assert(ts_metric(r.body, "convoy_model_loads_total") >= 1);
+    ck_assert(ts_metric(r.body, "convoy_model_load_failures_total") == 0);
+    ck_assert(ts_metric(r.body, "process_resident_memory_bytes") > 0);
     ts_resp_free(&r);
 }
 END_TEST
@@ -740,7 +728,7 @@ static void wait_queued(const tserver *s, int n)
     double d = -1;
     for (int t = 0; t < 300 && d != n; t++) {
         tresp r = ts_http(s, "GET", "/metrics", NULL, NULL, 0, NULL);
-        d = r.body ? metric(r.body, "convoy_queue_depth{model=\"fashion-mnist\"}") : -1;
+        d = r.body ? ts_metric(r.body, "convoy_queue_depth{model=\"fashion-mnist\"}") : -1;
         ts_resp_free(&r);
         if (d != n) usleep(10000);
     }
@@ -1264,7 +1252,7 @@ START_TEST(test_sighup_and_models)
     expect_results_of(&r, "second", &i, 1, 5);
     ts_resp_free(&r);
     r = ts_http(&s, "GET", "/metrics", NULL, NULL, 0, NULL);
-    ck_assert(metric(r.body, "convoy_model_load_failures_total") >= 2);
+    ck_assert(ts_metric(r.body, "convoy_model_load_failures_total") >= 2);
     ts_resp_free(&r);
     ck_assert_int_eq(ts_stop(&s, SIGTERM, 15000), 0);
     ts_cleanup(&s);

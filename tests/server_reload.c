@@ -29,12 +29,6 @@ enum { V_A, V_B, V_STALE, V_CORRUPT, V_TRUNC, NV };
 static unsigned char *vdata[NV];
 static size_t vlen[NV];
 
-static void msleep(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Makes the variants once per process (each test runs in its own fork). */
 static void make_variants(void)
 {
@@ -42,13 +36,7 @@ static void make_variants(void)
     ck_assert_int_eq(ts_load_images(RIMG), TS_NIMG);
     snprintf(vdir, sizeof vdir, "/tmp/convoy-reload-XXXXXX");
     ck_assert(mkdtemp(vdir) != NULL);
-    char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 tools/cvy_variant.py models/fashion-mnist.cvy %s/B.cvy && "
-             "/usr/bin/python3 tools/cvy_variant.py models/fashion-mnist.cvy %s/stale.cvy "
-             "--keep-golden",
-             vdir, vdir);
-    ck_assert_msg(system(cmd) == 0, "cannot make the model variants: %s", cmd);
+    ck_assert_msg(ts_make_variants(vdir) == 0, "cannot make the model variants in %s", vdir);
     char path[512];
     vdata[V_A] = ts_read_file("models/fashion-mnist.cvy", &vlen[V_A]);
     snprintf(path, sizeof path, "%s/B.cvy", vdir);
@@ -62,21 +50,15 @@ static void make_variants(void)
     vdata[V_CORRUPT][vlen[V_A] / 2] ^= 0x5a; /* inside WEIGHTS: its CRC no longer matches */
     vlen[V_TRUNC] = vlen[V_A] / 2;
     vdata[V_TRUNC] = vdata[V_A];
+    char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", vdir);
     ck_assert_int_eq(system(cmd), 0);
 }
 
-/* Writes bytes to <dir>/.<name>.tmp and renames it to <dir>/<name>.cvy (the atomic deploy). */
+/* Deploys variant v as <dir>/<name>.cvy (write-then-rename). */
 static void deploy(const tserver *s, const char *name, int v)
 {
-    char tmp[512], dst[512];
-    snprintf(tmp, sizeof tmp, "%s/.%s.cvy.tmp", s->dir, name);
-    snprintf(dst, sizeof dst, "%s/%s.cvy", s->dir, name);
-    FILE *f = fopen(tmp, "wb");
-    ck_assert(f != NULL);
-    ck_assert_uint_eq(fwrite(vdata[v], 1, vlen[v], f), vlen[v]);
-    ck_assert_int_eq(fclose(f), 0);
-    ck_assert_int_eq(rename(tmp, dst), 0);
+    ck_assert_int_eq(ts_deploy(s, name, vdata[v], vlen[v]), 0);
 }
 
 /* GET /models/<name>: version (into buf, "" if none) and load_failures; -1 if not 200. */
@@ -110,7 +92,7 @@ static int wait_version(const tserver *s, const char *name, const char *want, in
     while (ts_now_ms() - t0 < timeout_ms) {
         model_info(s, name, v, sizeof v, NULL, 0);
         if (strcmp(v, want) == 0) return 1;
-        msleep(5);
+        ts_sleep_ms(5);
     }
     return 0;
 }
@@ -184,7 +166,7 @@ static void *client(void *arg)
     long deadline = ts_now_ms() + 100000; /* never runs away */
     for (int k = 0; !atomic_load(&sh->stop) && ts_now_ms() < deadline; k++) {
         if (atomic_load(&sh->pause)) {
-            msleep(5);
+            ts_sleep_ms(5);
             continue;
         }
         atomic_fetch_add(&sh->busy, 1);
@@ -230,8 +212,8 @@ static void *client(void *arg)
 static long idle_rss(shared *sh, pid_t pid)
 {
     atomic_store(&sh->pause, 1);
-    for (int t = 0; t < 1000 && atomic_load(&sh->busy) > 0; t++) msleep(5);
-    msleep(500);
+    for (int t = 0; t < 1000 && atomic_load(&sh->busy) > 0; t++) ts_sleep_ms(5);
+    ts_sleep_ms(500);
     long kb = rss_kb(pid);
     atomic_store(&sh->pause, 0);
     return kb;
@@ -274,7 +256,7 @@ START_TEST(test_reload_under_load)
         for (int t = 0; t < 400 && !*want; t++) {
             model_info(&s, "m", want, sizeof want, NULL, 0);
             if (v == 1 && strcmp(want, sh->ver[0]) == 0) *want = 0;
-            if (!*want) msleep(10);
+            if (!*want) ts_sleep_ms(10);
         }
         ck_assert_msg(*want, "version %d did not load (log %s)", v, s.log);
         snprintf(sh->ver[v], sizeof sh->ver[v], "%s", want);
@@ -299,9 +281,9 @@ START_TEST(test_reload_under_load)
         deploy(&s, "m", i % 2 ? V_B : V_A);
         ck_assert(wait_version(&s, "m", sh->ver[i % 2], 5000));
     }
-    msleep(500);
+    ts_sleep_ms(500);
     atomic_store(&sh->phase, 1);
-    msleep(3000);
+    ts_sleep_ms(3000);
     long rss_before = idle_rss(sh, s.pid);
     long fails0 = model_info(&s, "m", NULL, 0, NULL, 0);
 
@@ -318,13 +300,13 @@ START_TEST(test_reload_under_load)
             long f = -1;
             for (int t = 0; t < 500 && f < fails0 + bad + 1; t++) {
                 f = model_info(&s, "m", NULL, 0, NULL, 0);
-                if (f < fails0 + bad + 1) msleep(5);
+                if (f < fails0 + bad + 1) ts_sleep_ms(5);
             }
             if (f != fails0 + bad + 1)
                 snprintf(why, sizeof why, "reload %d: the bad file was not counted", i);
             bad++;
             deploy(&s, "m", V_TRUNC);
-            msleep(60); /* three debounce periods: it must be ignored */
+            ts_sleep_ms(60); /* three debounce periods: it must be ignored */
             char cur[32];
             if (model_info(&s, "m", cur, sizeof cur, NULL, 0) != fails0 + bad ||
                 strcmp(cur, sh->ver[1 - v]) != 0)
@@ -340,7 +322,7 @@ START_TEST(test_reload_under_load)
     }
     long reload_ms = ts_now_ms() - t_reload;
     atomic_store(&sh->phase, 3);
-    msleep(300);
+    ts_sleep_ms(300);
     atomic_store(&sh->stop, 1);
     for (int i = 0; i < NCLIENT; i++) pthread_join(th[i], NULL);
     long rss_after = idle_rss(sh, s.pid); /* the old version is freed after its last request */
@@ -402,7 +384,7 @@ START_TEST(test_slow_copy)
     char want[32] = "";
     for (int t = 0; t < 400 && !*want; t++) {
         model_info(&s, "ref", want, sizeof want, NULL, 0);
-        if (!*want) msleep(10);
+        if (!*want) ts_sleep_ms(10);
     }
     ck_assert(*want);
     tresp r = ts_http(&s, "GET", "/metrics", NULL, NULL, 0, NULL);
@@ -430,14 +412,14 @@ START_TEST(test_slow_copy)
             if (k < 7)
                 ck_assert_msg(fails < 0, "a partial file (%zu bytes) was loaded or failed: %s",
                               cuts[k + 1], state);
-            msleep(10);
+            ts_sleep_ms(10);
         }
     }
     ck_assert(wait_version(&s, "slow", want, 5000));
     char state[32];
     ck_assert_int_eq(model_info(&s, "slow", NULL, 0, state, sizeof state), 0);
     ck_assert_str_eq(state, "ready");
-    msleep(200);
+    ts_sleep_ms(200);
     r = ts_http(&s, "GET", "/metrics", NULL, NULL, 0, NULL);
     p = strstr(r.body, "\nconvoy_model_loads_total ");
     ck_assert_int_eq(atol(p + strlen("\nconvoy_model_loads_total ")), loads0 + 1);
@@ -463,18 +445,18 @@ START_TEST(test_delete_unloads)
     char v[32] = "";
     for (int t = 0; t < 400 && !*v; t++) {
         model_info(&s, "m", v, sizeof v, NULL, 0);
-        if (!*v) msleep(10);
+        if (!*v) ts_sleep_ms(10);
     }
     ck_assert(*v);
     char path[512];
     snprintf(path, sizeof path, "%s/m.cvy", s.dir);
     ck_assert_int_eq(unlink(path), 0);
-    msleep(200); /* within the grace period: still serving */
+    ts_sleep_ms(200); /* within the grace period: still serving */
     char ver[32], *preds;
     ck_assert_int_eq(classify(&s, 0, ver, sizeof ver, &preds, NULL), 200);
     free(preds);
     long t0 = ts_now_ms();
-    while (model_info(&s, "m", NULL, 0, NULL, 0) >= 0 && ts_now_ms() - t0 < 5000) msleep(10);
+    while (model_info(&s, "m", NULL, 0, NULL, 0) >= 0 && ts_now_ms() - t0 < 5000) ts_sleep_ms(10);
     ck_assert_int_lt(model_info(&s, "m", NULL, 0, NULL, 0), 0);
     ck_assert_int_eq(classify(&s, 0, ver, sizeof ver, &preds, NULL), 404);
     /* /readyz stays 200: the other model serves */
@@ -568,7 +550,7 @@ START_TEST(test_admin_api)
     free(body);
     /* SIGHUP does not bring an explicitly unloaded model back */
     kill(s.pid, SIGHUP);
-    msleep(300);
+    ts_sleep_ms(300);
     index_state(&s, NULL, "fashion-mnist", state, sizeof state);
     ck_assert_str_eq(state, "UNAVAILABLE");
 

@@ -24,10 +24,41 @@ long ts_now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-static void sleep_ms(int ms)
+void ts_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+double ts_metric(const char *text, const char *series)
+{
+    size_t l = strlen(series);
+    for (const char *p = text; p && (p = strstr(p, series)); p += l)
+        if ((p == text || p[-1] == '\n') && p[l] == ' ') return atof(p + l + 1);
+    return -1;
+}
+
+int ts_deploy(const tserver *s, const char *name, const void *data, size_t n)
+{
+    char tmp[512], dst[512];
+    snprintf(tmp, sizeof tmp, "%s/.%s.cvy.tmp", s->dir, name);
+    snprintf(dst, sizeof dst, "%s/%s.cvy", s->dir, name);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return -1;
+    int ok = fwrite(data, 1, n, f) == n;
+    ok = fclose(f) == 0 && ok;
+    return ok && rename(tmp, dst) == 0 ? 0 : -1;
+}
+
+int ts_make_variants(const char *dir)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 tools/cvy_variant.py models/fashion-mnist.cvy %s/B.cvy && "
+             "/usr/bin/python3 tools/cvy_variant.py models/fashion-mnist.cvy %s/stale.cvy "
+             "--keep-golden",
+             dir, dir);
+    return system(cmd) == 0 ? 0 : -1;
 }
 
 const char *ts_build_dir(void)
@@ -228,7 +259,7 @@ int ts_start(tserver *s, int wait_ready, const char *const *extra)
             fprintf(stderr, "convoyd exited during startup (see %s)\n", s->log);
             return -1;
         }
-        sleep_ms(10);
+        ts_sleep_ms(10);
     }
     if (!s->port) {
         ts_stop(s, SIGKILL, 1000);
@@ -240,7 +271,7 @@ int ts_start(tserver *s, int wait_ready, const char *const *extra)
         long st = r.status;
         ts_resp_free(&r);
         if (st == 200) return 0;
-        sleep_ms(20);
+        ts_sleep_ms(20);
     }
     fprintf(stderr, "convoyd did not become ready (see %s)\n", s->log);
     ts_stop(s, SIGKILL, 1000);
@@ -262,7 +293,7 @@ int ts_stop(tserver *s, int sig, int timeout_ms)
             s->pid = 0;
             return -1;
         }
-        sleep_ms(5);
+        ts_sleep_ms(5);
     }
     s->pid = 0;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;

@@ -64,5 +64,18 @@ float *ts_read_npy_f32(const char *path, size_t *count);
 
 const char *ts_build_dir(void);
 long ts_now_ms(void);
+void ts_sleep_ms(int ms);
+
+/* One sample value of /metrics text ("name{labels} value"); -1 if absent. */
+double ts_metric(const char *text, const char *series);
+
+/* The atomic deploy: writes n bytes to <dir>/.<name>.cvy.tmp and renames it to
+ * <dir>/<name>.cvy in the server's model directory. Returns 0 or -1. */
+int ts_deploy(const tserver *s, const char *name, const void *data, size_t n);
+
+/* Makes <dir>/B.cvy (models/fashion-mnist.cvy with one class bias of its last Gemm shifted)
+ * and <dir>/stale.cvy (B keeping the original's golden self-test) with tools/cvy_variant.py
+ * (Debian's python3 + numpy). Returns 0 or -1. */
+int ts_make_variants(const char *dir);
 
 #endif
