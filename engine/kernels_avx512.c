@@ -74,102 +74,149 @@ static void pack(const float *a, int m, int k, float *out)
 
 static inline __mmask16 cols_mask(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
 
-/* The k loop of a micro-tile: ROW(q) gives B's row q; TWO says whether the second 16 columns
- * are live. Accumulators are named registers thanks to full unrolling over MR. */
-#define TILE_LOOP(ROW, LIVE)                                                                       \
-    for (int q = 0; q < k; q++) {                                                                  \
-        const float *bq = ROW(q);                                                                  \
-        __m512 bv[NV];                                                                             \
-        _Pragma("GCC unroll 3") for (int v = 0; v < NV; v++) bv[v] =                               \
-            v < LIVE ? _mm512_maskz_loadu_ps(mk[v], bq + 16 * v) : _mm512_setzero_ps();            \
-        const float *aq = ap + (size_t)q * MR;                                                     \
-        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)                                       \
-        {                                                                                          \
-            __m512 av = _mm512_set1_ps(aq[r]);                                                     \
-            _Pragma("GCC unroll 3") for (int v = 0; v < LIVE; v++) acc[v][r] =                     \
-                _mm512_fmadd_ps(av, bv[v], acc[v][r]);                                             \
-        }                                                                                          \
-    }
-#define ROW_STRIDED(q) (bs->b + (size_t)(q)*bs->ldb + j)
-#define ROW_OFFSET(q)  (bs->b + bs->off[q] + j)
+/* Where a strip of columns [j, j + nc) lands in the output: from offset o, vector v's
+ * columns go to o + at[v] under mask vm[v]; with period set the valid columns are packed
+ * (compress on store, expand on load). */
+typedef struct strip_map {
+    size_t o;
+    __mmask16 vm[NV];
+    int at[NV];
+    int packed;
+} strip_map;
 
-/* One micro-tile: mr <= MR rows, columns [j, j + nc) with nc <= NR, full k, epilogue fused.
- * c and res address output column 0 of row 0. Only the vectors the columns reach are
- * computed (live = ceil(nc / 16)). */
-static void tile(const float *ap, int k, const gemm_b *bs, int j, int nc, float *c, size_t ldc,
-                 int mr, const float *bias, const float *res, size_t ldres, const act_params *act)
+static void strip_map_init(strip_map *sm, const gemm_b *bs, int j, int nc)
+{
+    sm->o = (size_t)j;
+    sm->packed = bs->period != 0;
+    for (int v = 0; v < NV; v++) {
+        sm->vm[v] = nc > 16 * v ? cols_mask(nc - 16 * v) : 0;
+        sm->at[v] = 16 * v;
+    }
+    if (!bs->period) return;
+    uint64_t bits = 0;
+    int x = j % bs->period;
+    for (int l = 0, xl = x; l < nc; l++, xl = xl + 1 == bs->period ? 0 : xl + 1)
+        if (xl < bs->valid) bits |= 1ull << l;
+    for (int v = 0; v < NV; v++) {
+        sm->vm[v] = (__mmask16)(bits >> (16 * v));
+        sm->at[v] = v ? sm->at[v - 1] + __builtin_popcount(sm->vm[v - 1]) : 0;
+    }
+    sm->o = (size_t)(j / bs->period) * bs->valid + (size_t)(x < bs->valid ? x : bs->valid);
+}
+
+/* Copies rows [q0, q0 + kc) of B's columns [j, j + nc) into bp, NR floats per row, zeros
+ * past nc, so the micro-kernel reads one contiguous, L1-resident strip. */
+static void pack_strip(const gemm_b *bs, int j, int nc, int q0, int kc, float *bp)
 {
     __mmask16 mk[NV];
     for (int v = 0; v < NV; v++) mk[v] = nc > 16 * v ? cols_mask(nc - 16 * v) : 0;
-    int live = (nc + 15) / 16;
-    __m512 acc[NV][MR];
-#pragma GCC unroll 3
-    for (int v = 0; v < NV; v++)
-#pragma GCC unroll 8
-        for (int r = 0; r < MR; r++) acc[v][r] = _mm512_setzero_ps();
-    if (bs->off) {
-        if (live == 3)
-            TILE_LOOP(ROW_OFFSET, 3)
-        else if (live == 2)
-            TILE_LOOP(ROW_OFFSET, 2)
-        else
-            TILE_LOOP(ROW_OFFSET, 1)
-    } else {
-        if (live == 3)
-            TILE_LOOP(ROW_STRIDED, 3)
-        else if (live == 2)
-            TILE_LOOP(ROW_STRIDED, 2)
-        else
-            TILE_LOOP(ROW_STRIDED, 1)
-    }
-    /* where the columns land: contiguous, or the valid ones packed (compress / expand) */
-    size_t o = (size_t)j;
-    __mmask16 vm[NV];
-    int at[NV]; /* output offset of each vector's first valid column */
-    for (int v = 0; v < NV; v++) vm[v] = mk[v], at[v] = 16 * v;
-    if (bs->period) {
-        uint64_t bits = 0;
-        int x = j % bs->period;
-        for (int l = 0, xl = x; l < nc; l++, xl = xl + 1 == bs->period ? 0 : xl + 1)
-            if (xl < bs->valid) bits |= 1ull << l;
-        for (int v = 0; v < NV; v++) {
-            vm[v] = (__mmask16)(bits >> (16 * v));
-            at[v] = v ? at[v - 1] + __builtin_popcount(vm[v - 1]) : 0;
-        }
-        o = (size_t)(j / bs->period) * bs->valid + (size_t)(x < bs->valid ? x : bs->valid);
-    }
-    /* unrolled with constant indices so the accumulators stay in registers */
-#pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) {
-        if (r >= mr) break;
-        __m512 vb = _mm512_set1_ps(bias ? bias[r] : 0.0f);
-        float *cr = c + (size_t)r * ldc + o;
-        const float *rr = res ? res + (size_t)r * ldres + o : NULL;
-#pragma GCC unroll 3
-        for (int v = 0; v < NV; v++) {
-            if (!vm[v]) continue;
-            __m512 xv = _mm512_add_ps(acc[v][r], vb);
-            if (!bs->period) {
-                if (rr) xv = _mm512_add_ps(xv, _mm512_maskz_loadu_ps(vm[v], rr + at[v]));
-                _mm512_mask_storeu_ps(cr + at[v], vm[v], act16(xv, act));
-            } else {
-                if (rr) xv = _mm512_add_ps(xv, _mm512_maskz_expandloadu_ps(vm[v], rr + at[v]));
-                _mm512_mask_compressstoreu_ps(cr + at[v], vm[v], act16(xv, act));
-            }
-        }
+    for (int q = 0; q < kc; q++) {
+        const float *src =
+            bs->off ? bs->b + bs->off[q0 + q] + j : bs->b + (size_t)(q0 + q) * bs->ldb + j;
+        for (int v = 0; v < NV; v++)
+            _mm512_store_ps(bp + (size_t)q * NR + 16 * v,
+                            _mm512_maskz_loadu_ps(mk[v], src + 16 * v));
     }
 }
 
+/* One micro-tile over a packed strip: mr <= MR rows, LIVE vectors of columns, kc rows of k.
+ * first: start from zero, else from the partial sums stored in c; last: apply bias, residual
+ * and activation, else store the partial sums. Summation stays in q order either way. */
+#define TILE_BODY(LIVE)                                                                            \
+    do {                                                                                           \
+        __m512 acc[NV][MR];                                                                        \
+        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)                                       \
+            _Pragma("GCC unroll 3") for (int v = 0; v < LIVE; v++) acc[v][r] =                     \
+                first || r >= mr ? _mm512_setzero_ps() : load_part(sm, c + (size_t)r * ldc, v);    \
+        for (int q = 0; q < kc; q++) {                                                             \
+            const float *bq = bp + (size_t)q * NR;                                                 \
+            __m512 bv[NV];                                                                         \
+            _Pragma("GCC unroll 3") for (int v = 0; v < LIVE; v++) bv[v] =                         \
+                _mm512_load_ps(bq + 16 * v);                                                       \
+            const float *aq = ap + (size_t)q * MR;                                                 \
+            _mm_prefetch((const char *)(aq + PF_AHEAD), _MM_HINT_T0);                              \
+            _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)                                   \
+            {                                                                                      \
+                __m512 av = _mm512_set1_ps(aq[r]);                                                 \
+                _Pragma("GCC unroll 3") for (int v = 0; v < LIVE; v++) acc[v][r] =                 \
+                    _mm512_fmadd_ps(av, bv[v], acc[v][r]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)                                       \
+        {                                                                                          \
+            if (r >= mr) break;                                                                    \
+            _Pragma("GCC unroll 3") for (int v = 0; v < LIVE; v++)                                 \
+                store_out(sm, c + (size_t)r * ldc, v, acc[v][r], last, bias ? bias[r] : 0.0f,      \
+                          res ? res + (size_t)r * ldres : NULL, act);                              \
+        }                                                                                          \
+    } while (0)
+
+#define PF_AHEAD 256 /* floats of packed A prefetched ahead: weights often come from memory */
+
+static inline __m512 load_part(const strip_map *sm, const float *cr, int v)
+{
+    if (!sm->vm[v]) return _mm512_setzero_ps();
+    const float *p = cr + sm->o + sm->at[v];
+    return sm->packed ? _mm512_maskz_expandloadu_ps(sm->vm[v], p)
+                      : _mm512_maskz_loadu_ps(sm->vm[v], p);
+}
+
+static inline void store_out(const strip_map *sm, float *cr, int v, __m512 x, int last, float bias,
+                             const float *rr, const act_params *act)
+{
+    if (!sm->vm[v]) return;
+    float *p = cr + sm->o + sm->at[v];
+    if (last) {
+        x = _mm512_add_ps(x, _mm512_set1_ps(bias));
+        if (rr) {
+            const float *rp = rr + sm->o + sm->at[v];
+            x = _mm512_add_ps(x, sm->packed ? _mm512_maskz_expandloadu_ps(sm->vm[v], rp)
+                                            : _mm512_maskz_loadu_ps(sm->vm[v], rp));
+        }
+        x = act16(x, act);
+    }
+    if (sm->packed)
+        _mm512_mask_compressstoreu_ps(p, sm->vm[v], x);
+    else
+        _mm512_mask_storeu_ps(p, sm->vm[v], x);
+}
+
+static void tile(const float *ap, int kc, const float *bp, int live, const strip_map *sm, float *c,
+                 size_t ldc, int mr, int first, int last, const float *bias, const float *res,
+                 size_t ldres, const act_params *act)
+{
+    if (live == 3)
+        TILE_BODY(3);
+    else if (live == 2)
+        TILE_BODY(2);
+    else
+        TILE_BODY(1);
+}
+
+#define KC 256 /* k rows per packed strip: 256 x 48 floats = 48 KB */
+
+/* Column strips of NR outer, k blocks of KC, row panels inner: each strip block is packed
+ * once and stays in L1 while every panel of A streams past it. Uses a thread-local strip
+ * buffer (48 KB, touched on a thread's first call). */
 static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, int n, float *c,
                  size_t ldc, const float *bias, const float *res, size_t ldres,
                  const act_params *act)
 {
-    for (int p = 0; p * MR < m; p++) {
-        int r0 = p * MR, mr = m - r0 < MR ? m - r0 : MR;
-        const float *ap = packed + (size_t)p * k * MR;
-        for (int j = j0; j < j0 + n; j += NR)
-            tile(ap, k, bs, j, j0 + n - j < NR ? j0 + n - j : NR, c + (size_t)r0 * ldc, ldc, mr,
-                 bias ? bias + r0 : NULL, res ? res + (size_t)r0 * ldres : NULL, ldres, act);
+    static _Thread_local float strip[KC * NR] __attribute__((aligned(64)));
+    for (int j = j0; j < j0 + n; j += NR) {
+        int nc = j0 + n - j < NR ? j0 + n - j : NR, live = (nc + 15) / 16;
+        strip_map sm;
+        strip_map_init(&sm, bs, j, nc);
+        for (int q0 = 0; q0 < k; q0 += KC) {
+            int kc = k - q0 < KC ? k - q0 : KC;
+            pack_strip(bs, j, nc, q0, kc, strip);
+            for (int p = 0; p * MR < m; p++) {
+                int r0 = p * MR, mr = m - r0 < MR ? m - r0 : MR;
+                tile(packed + (size_t)p * k * MR + (size_t)q0 * MR, kc, strip, live, &sm,
+                     c + (size_t)r0 * ldc, ldc, mr, q0 == 0, q0 + kc == k, bias ? bias + r0 : NULL,
+                     res ? res + (size_t)r0 * ldres : NULL, ldres, act);
+            }
+        }
     }
 }
 
@@ -272,8 +319,9 @@ static int win_init(win_masks *m, const conv_geom *g)
                              _mm512_cmplt_epi32_mask(iy, _mm512_set1_epi32(g->h_in));
             for (int kx = 0; kx < g->kw; kx++) {
                 __m512i ix = _mm512_add_epi32(ox, _mm512_set1_epi32(kx * g->dw - g->pl));
-                m->tap[v][ky * g->kw + kx] = rows & _mm512_cmpge_epi32_mask(ix, zero) &
-                                             _mm512_cmplt_epi32_mask(ix, _mm512_set1_epi32(g->w_in));
+                m->tap[v][ky * g->kw + kx] =
+                    rows & _mm512_cmpge_epi32_mask(ix, zero) &
+                    _mm512_cmplt_epi32_mask(ix, _mm512_set1_epi32(g->w_in));
             }
         }
     }
@@ -305,7 +353,13 @@ static inline __attribute__((always_inline)) __m512 act16k(__m512 v, int type, _
 }
 
 /* Calls CALL(type) with the activation type as a constant for the common ones. */
-#define BY_ACT(act, CALL)                                                                              switch ((act)->type) {                                                                             case ACT_CLIP: CALL(ACT_CLIP); break;                                                              case ACT_RELU: CALL(ACT_RELU); break;                                                              case ACT_NONE: CALL(ACT_NONE); break;                                                              default: CALL(-1); break;                                                                          }
+#define BY_ACT(act, CALL)                                                                          \
+    switch ((act)->type) {                                                                         \
+    case ACT_CLIP: CALL(ACT_CLIP); break;                                                          \
+    case ACT_RELU: CALL(ACT_RELU); break;                                                          \
+    case ACT_NONE: CALL(ACT_NONE); break;                                                          \
+    default: CALL(-1); break;                                                                      \
+    }
 
 /* Depthwise conv of one channel, rows layout, any kernel up to WIN_MAXK. The sum runs over
  * the taps in (ky, kx) order from zero, then the bias, as the reference (a tap outside the
@@ -356,20 +410,20 @@ static void dw_rows(const win_masks *m, const float *xc, const float *wc, float 
 
 /* 3x3 depthwise, dilation 1, stride 1 or 2 of one channel, rows layout, weights in
  * registers; same arithmetic as dw_rows. */
-static inline __attribute__((always_inline)) void
-dw3_rows(const win_masks *m, const float *xc, const float *wc, float b, float *yc,
-         const conv_geom *g, const act_params *act, int SW, int ACT)
+static inline __attribute__((always_inline)) void dw3_rows(const win_masks *m, const float *xc,
+                                                           const float *wc, float b, float *yc,
+                                                           const conv_geom *g,
+                                                           const act_params *act, int SW, int ACT)
 {
     const __m512 alo = _mm512_set1_ps(act->a), ahi = _mm512_set1_ps(act->b);
     const __m512i even =
         _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd =
         _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    const __m512 w0 = _mm512_set1_ps(wc[0]), w1 = _mm512_set1_ps(wc[1]),
-                 w2 = _mm512_set1_ps(wc[2]), w3 = _mm512_set1_ps(wc[3]),
-                 w4 = _mm512_set1_ps(wc[4]), w5 = _mm512_set1_ps(wc[5]),
-                 w6 = _mm512_set1_ps(wc[6]), w7 = _mm512_set1_ps(wc[7]),
-                 w8 = _mm512_set1_ps(wc[8]), vb = _mm512_set1_ps(b);
+    const __m512 w0 = _mm512_set1_ps(wc[0]), w1 = _mm512_set1_ps(wc[1]), w2 = _mm512_set1_ps(wc[2]),
+                 w3 = _mm512_set1_ps(wc[3]), w4 = _mm512_set1_ps(wc[4]), w5 = _mm512_set1_ps(wc[5]),
+                 w6 = _mm512_set1_ps(wc[6]), w7 = _mm512_set1_ps(wc[7]), w8 = _mm512_set1_ps(wc[8]),
+                 vb = _mm512_set1_ps(b);
     int pl = g->pl;
     (void)even, (void)odd;
     for (int oy = 0; oy < g->h_out; oy++) {
@@ -414,16 +468,16 @@ static void dw_flat(const win_masks *m, const float *xc, const float *wc, float 
 }
 
 /* 3x3 dilation 1 flat layout, weights in registers; same arithmetic as dw_flat. */
-static inline __attribute__((always_inline)) void
-dw3_flat(const win_masks *m, const float *xc, const float *wc, float b, float *yc,
-         const conv_geom *g, const act_params *act, int ACT)
+static inline __attribute__((always_inline)) void dw3_flat(const win_masks *m, const float *xc,
+                                                           const float *wc, float b, float *yc,
+                                                           const conv_geom *g,
+                                                           const act_params *act, int ACT)
 {
     const __m512 alo = _mm512_set1_ps(act->a), ahi = _mm512_set1_ps(act->b);
-    const __m512 w0 = _mm512_set1_ps(wc[0]), w1 = _mm512_set1_ps(wc[1]),
-                 w2 = _mm512_set1_ps(wc[2]), w3 = _mm512_set1_ps(wc[3]),
-                 w4 = _mm512_set1_ps(wc[4]), w5 = _mm512_set1_ps(wc[5]),
-                 w6 = _mm512_set1_ps(wc[6]), w7 = _mm512_set1_ps(wc[7]),
-                 w8 = _mm512_set1_ps(wc[8]), vb = _mm512_set1_ps(b);
+    const __m512 w0 = _mm512_set1_ps(wc[0]), w1 = _mm512_set1_ps(wc[1]), w2 = _mm512_set1_ps(wc[2]),
+                 w3 = _mm512_set1_ps(wc[3]), w4 = _mm512_set1_ps(wc[4]), w5 = _mm512_set1_ps(wc[5]),
+                 w6 = _mm512_set1_ps(wc[6]), w7 = _mm512_set1_ps(wc[7]), w8 = _mm512_set1_ps(wc[8]),
+                 vb = _mm512_set1_ps(b);
     int w = g->w_in;
     const float *x0 = xc - g->pt * w - g->pl;
     for (int v = 0; v < m->nv; v++) {

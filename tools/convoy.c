@@ -713,26 +713,35 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* GFLOP/s of a layer doing `flops` per image for `batch` images in `ms` (0 when unmeasured). */
+static double layer_gflops(double flops, int batch, double ms)
+{
+    return ms > 0 ? flops * batch / (ms * 1e6) : 0.0;
+}
+
 /* The per-layer part of `bench --profile`: mean ms of each plan step over `runs` runs, with
- * its share of the summed step time, one table row per step. */
-static void bench_profile_table(const session *s, const double *sum, int runs)
+ * its share of the summed step time and its arithmetic rate, one table row per step. */
+static void bench_profile_table(const session *s, const double *sum, int runs, int batch)
 {
     int n = cvy_model_layer_count(s->m);
     double total = 0;
     for (int l = 0; l < n; l++) total += sum[l];
     printf("\nprofile (mean per run over %d runs):\n", runs);
-    printf("%4s  %-40s %-26s %-14s %10s %6s\n", "#", "name", "op", "algo", "ms", "%");
+    printf("%4s  %-40s %-26s %-14s %10s %6s %8s\n", "#", "name", "op", "algo", "ms", "%",
+           "GFLOP/s");
     for (int l = 0; l < n; l++) {
         cvy_layer_info li;
         if (cvy_model_layer(s->m, l, &li) != CVY_OK) continue;
-        printf("%4d  %-40.40s %-26.26s %-14.14s %10.4f %5.1f%%\n", l, li.name, li.op, li.algo,
-               sum[l] / runs, total > 0 ? 100.0 * sum[l] / total : 0.0);
+        printf("%4d  %-40.40s %-26.26s %-14.14s %10.4f %5.1f%% %8.1f\n", l, li.name, li.op, li.algo,
+               sum[l] / runs, total > 0 ? 100.0 * sum[l] / total : 0.0,
+               layer_gflops(li.flops, batch, sum[l] / runs));
     }
-    printf("%4s  %-40s %-26s %-14s %10.4f %5.1f%%\n", "", "total", "", "", total / runs, 100.0);
+    printf("%4s  %-40s %-26s %-14s %10.4f %5.1f%% %8.1f\n", "", "total", "", "", total / runs,
+           100.0, layer_gflops(cvy_model_flops(s->m), batch, total / runs));
 }
 
-/* The same as JSON members: , "layers": [{"name", "op", "algo", "ms"}, ...]. */
-static void bench_profile_json(const session *s, const double *sum, int runs)
+/* The same as JSON members: , "layers": [{"name", "op", "algo", "ms", "gflops"}, ...]. */
+static void bench_profile_json(const session *s, const double *sum, int runs, int batch)
 {
     int n = cvy_model_layer_count(s->m);
     fputs(", \"layers\": [", stdout);
@@ -747,6 +756,8 @@ static void bench_profile_json(const session *s, const double *sum, int runs)
         json_string(stdout, li.algo);
         fputs(", \"ms\": ", stdout);
         json_number(stdout, sum[l] / runs, "%.4f");
+        fputs(", \"gflops\": ", stdout);
+        json_number(stdout, layer_gflops(li.flops, batch, sum[l] / runs), "%.2f");
         fputs("}", stdout);
     }
     fputs("]", stdout);
@@ -826,7 +837,7 @@ static int cmd_bench(int argc, char **argv)
             json_number(stdout, p90, "%.4f");
             fputs(", \"images_per_s\": ", stdout);
             json_number(stdout, ips, "%.2f");
-            if (o.profile) bench_profile_json(&s, layer_sum, runs);
+            if (o.profile) bench_profile_json(&s, layer_sum, runs, o.batch);
             fputs("}\n", stdout);
         } else {
             printf("model:     %s (%s)\n", model, cvy_model_hash(s.m));
@@ -836,7 +847,7 @@ static int cmd_bench(int argc, char **argv)
             printf("median:    %.4f ms\n", median);
             printf("p90:       %.4f ms\n", p90);
             printf("images/s:  %.2f\n", ips);
-            if (o.profile) bench_profile_table(&s, layer_sum, runs);
+            if (o.profile) bench_profile_table(&s, layer_sum, runs, o.batch);
         }
     }
     cvy_context_destroy(ctx);
