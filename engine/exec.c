@@ -142,16 +142,26 @@ static void conv_gemm_task(void *arg, int task, int thread)
     const cvy_kernels *kern = j->c->m->plan.kern;
     int img = task / s->tasks, r = task % s->tasks;
     int cols = g->h_out * g->w_out, nchunks = s->tasks / g->group;
-    if (s->rows) { /* a row part of a 1x1 conv: all columns, output channels [m0, m1) */
+    if (s->rows) { /* a row part: all columns, output channels [m0, m1), group 1 */
         int m0 = r * s->rows, m1 = m0 + s->rows < g->c_out ? m0 + s->rows : g->c_out;
         const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
+        float *scratch = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
+        int k = g->c_in * g->kh * g->kw, n = cols;
+        gemm_b bs = {x, (size_t)cols, NULL, 0, 0}; /* 1x1: the input is B */
+        if (s->implicit) {                         /* the whole padded input */
+            pad_rows(x, scratch, s, g->c_in, 0, g->h_out);
+            bs = (gemm_b){scratch, 0, s->boff, s->wp, g->w_out};
+            n = g->h_out * s->wp;
+        } else if (s->scratch) { /* the whole im2col panel */
+            kern->im2col(x, scratch, g, g->c_in, 0, cols);
+            bs.b = scratch;
+        }
         float *y = j->c->ptr[s->out] + img * istride(j, s->out) + (size_t)m0 * cols;
         const float *res = s->residual < 0 ? NULL
                                            : j->c->ptr[s->residual] +
                                                  img * istride(j, s->residual) + (size_t)m0 * cols;
-        gemm_b bs = {x, (size_t)cols, NULL, 0, 0};
-        kern->gemm(W(j, s->w_off) + (size_t)m0 * g->c_in, m1 - m0, g->c_in, &bs, 0, cols, y,
-                   (size_t)cols, W(j, s->b_off) + m0, res, (size_t)cols, &s->act);
+        s->gemm->run(W(j, s->w_off) + (size_t)m0 * k, m1 - m0, k, &bs, 0, n, y, (size_t)cols,
+                     W(j, s->b_off) + m0, res, (size_t)cols, &s->act);
         return;
     }
     int grp = r / nchunks, chunk = r % nchunks;
@@ -170,9 +180,9 @@ static void conv_gemm_task(void *arg, int task, int thread)
         int r0 = chunk * s->chunk, r1 = r0 + s->chunk < g->h_out ? r0 + s->chunk : g->h_out;
         pad_rows(x, scratch, s, cin_g, r0, r1);
         gemm_b bs = {scratch, 0, s->boff, s->wp, g->w_out};
-        const float *w = W(j, s->w_off) + (size_t)grp * kern->gemm_packed_size(cout_g, k);
-        kern->gemm(w, cout_g, k, &bs, r0 * s->wp, (r1 - r0) * s->wp, y, (size_t)cols, bias, res,
-                   (size_t)cols, &s->act);
+        const float *w = W(j, s->w_off) + (size_t)grp * s->gemm->packed_size(cout_g, k);
+        s->gemm->run(w, cout_g, k, &bs, r0 * s->wp, (r1 - r0) * s->wp, y, (size_t)cols, bias, res,
+                     (size_t)cols, &s->act);
         return;
     }
     int c0 = chunk * s->chunk, c1 = c0 + s->chunk < cols ? c0 + s->chunk : cols;
@@ -187,10 +197,10 @@ static void conv_gemm_task(void *arg, int task, int thread)
         yc = y + c0;
         rc = res ? res + c0 : NULL;
     }
-    if (kern->gemm) { /* own kernel on pre-packed weights, epilogue inside */
-        const float *w = W(j, s->w_off) + (size_t)grp * kern->gemm_packed_size(cout_g, k);
-        kern->gemm(w, cout_g, k, &bs, j0, c1 - c0, yc, (size_t)cols, bias, rc, (size_t)cols,
-                   &s->act);
+    if (s->gemm) { /* own kernel on pre-packed weights, epilogue inside */
+        const float *w = W(j, s->w_off) + (size_t)grp * s->gemm->packed_size(cout_g, k);
+        s->gemm->run(w, cout_g, k, &bs, j0, c1 - c0, yc, (size_t)cols, bias, rc, (size_t)cols,
+                     &s->act);
         return;
     }
     const float *w = W(j, s->w_off) + (size_t)grp * cout_g * k;
@@ -212,7 +222,7 @@ static void wino_task(void *arg, int task, int thread)
     int img = task / s->tasks, r = task % s->tasks, chunk = r / s->splits, part = r % s->splits;
     int tw = (g->w_out + 3) / 4, tiles = ((g->h_out + 3) / 4) * tw;
     int t0 = chunk * WINO_CHUNK, t1 = t0 + WINO_CHUNK < tiles ? t0 + WINO_CHUNK : tiles;
-    int nt = t1 - t0, cin = g->c_in, cout = g->c_out, mr = kern->gemm_mr;
+    int nt = t1 - t0, cin = g->c_in, cout = g->c_out, mr = s->gemm->mr;
     /* output channels [o0, o1): parts start on a packed panel boundary */
     int ocs = (cout + s->splits - 1) / s->splits;
     ocs = (ocs + mr - 1) / mr * mr;
@@ -224,13 +234,13 @@ static void wino_task(void *arg, int task, int thread)
     float *v = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
     float *mm = v + (size_t)WINO_POS * cin * WINO_CHUNK;
     kern->wino_input(x, cin, g->h_in, g->w_in, g->pt, g->pl, tw, t0, t1, v, WINO_CHUNK);
-    size_t per = kern->gemm_packed_size(cout, cin);
+    size_t per = s->gemm->packed_size(cout, cin);
     const float *u = W(j, s->w_off) + (size_t)(o0 / mr) * mr * cin;
     act_params none = {ACT_NONE, 0, 0};
     for (int q = 0; q < WINO_POS; q++) {
         gemm_b bs = {v + (size_t)q * cin * WINO_CHUNK, WINO_CHUNK, NULL, 0, 0};
-        kern->gemm(u + (size_t)q * per, o1 - o0, cin, &bs, 0, nt, mm + (size_t)q * ocs * WINO_CHUNK,
-                   WINO_CHUNK, NULL, NULL, 0, &none);
+        s->gemm->run(u + (size_t)q * per, o1 - o0, cin, &bs, 0, nt,
+                     mm + (size_t)q * ocs * WINO_CHUNK, WINO_CHUNK, NULL, NULL, 0, &none);
     }
     kern->wino_output(mm, (size_t)ocs, WINO_CHUNK, o0, o1, t0, t1, tw, g->h_out, g->w_out,
                       W(j, s->b_off), res, y, &s->act);

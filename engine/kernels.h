@@ -46,6 +46,24 @@ typedef struct gemm_b {
     int period, valid;
 } gemm_b;
 
+/* An own GEMM for convolutions. Weights are packed once at load by pack into panels of mr
+ * rows (packed_size floats for an m x k matrix; a panel of rows [r0, r0 + mr) starts at
+ * r0 * k); run then computes, for rows r < m and columns j in [j0, j0 + n):
+ *   out[r][j] = act(sum_q a[r][q] * B[q][j] + bias[r] + res[r][j])
+ * where B and the output positions come from a gemm_b; every element is summed in q order
+ * from zero, then bias, then residual, so blocking and the choice of GEMM never change a
+ * result. bias and res may be NULL. max_n > 0: at most max_n columns (B's, padding
+ * included) per call. Thread-safe on disjoint outputs. */
+typedef struct cvy_gemm {
+    const char *name;
+    int mr, max_n;
+    size_t (*packed_size)(int m, int k);
+    void (*pack)(const float *a, int m, int k, float *packed);
+    void (*run)(const float *packed, int m, int k, const gemm_b *b, int j0, int n, float *c,
+                size_t ldc, const float *bias, const float *res, size_t ldres,
+                const act_params *act);
+} cvy_gemm;
+
 typedef struct cvy_kernels {
     const char *name; /* "ref", "avx2", "avx512" */
 
@@ -81,18 +99,11 @@ typedef struct cvy_kernels {
     /* im2col, as cvy_im2col below (the reference). */
     void (*im2col)(const float *x, float *col, const conv_geom *g, int cin_g, int col0, int col1);
 
-    /* Own GEMM for convolutions (NULL: the engine uses OpenBLAS sgemm). Weights are packed
-     * once at load by gemm_pack into panels of gemm_mr rows (gemm_packed_size floats for an
-     * m x k matrix); gemm then computes, for rows r < m and columns j in [j0, j0 + n):
-     *   out[r][j] = act(sum_q a[r][q] * B[q][j] + bias[r] + res[r][j])
-     * where B and the output positions come from a gemm_b (below); every element is summed in
-     * q order, so blocking never changes a result. bias and res may be NULL. */
-    int gemm_mr;
-    size_t (*gemm_packed_size)(int m, int k);
-    void (*gemm_pack)(const float *a, int m, int k, float *packed);
-    void (*gemm)(const float *packed, int m, int k, const struct gemm_b *b, int j0, int n, float *c,
-                 size_t ldc, const float *bias, const float *res, size_t ldres,
-                 const act_params *act);
+    /* Own GEMMs for convolutions (NULL: the engine uses OpenBLAS sgemm): gemm for any
+     * column count, gemm_few (NULL when absent) for few columns, which puts output channels
+     * in the vector lanes instead of columns. */
+    const struct cvy_gemm *gemm;
+    const struct cvy_gemm *gemm_few;
     /* Winograd F(4,3) input transform, as wino_input_tiles in winograd.h (the reference). */
     void (*wino_input)(const float *x, int cin, int h, int w, int pt, int pl, int tw, int t0,
                        int t1, float *v, size_t ldv);

@@ -58,19 +58,20 @@ static inline __m512 act16(__m512 v, const act_params *a)
     return v;
 }
 
-static size_t packed_size(int m, int k) { return (size_t)((m + MR - 1) / MR) * MR * (size_t)k; }
-
-/* Panels of MR rows: panel p holds, for each q < k, the MR values a[p*MR + r][q] (zero rows
- * past m), so the kernel broadcasts consecutive floats. */
-static void pack(const float *a, int m, int k, float *out)
+/* Panels of mr rows: the panel of rows [r0, r0 + mr) holds, from r0 * k, for each q < k the
+ * mr values a[r0 + r][q] (zero rows past m): one broadcast or one vector per q. */
+static void pack_panels(const float *a, int m, int k, int mr, float *out)
 {
-    for (int p = 0; p < (m + MR - 1) / MR; p++)
+    for (int p = 0; p < (m + mr - 1) / mr; p++)
         for (int q = 0; q < k; q++)
-            for (int r = 0; r < MR; r++) {
-                int row = p * MR + r;
-                out[((size_t)p * k + q) * MR + r] = row < m ? a[(size_t)row * k + q] : 0.0f;
+            for (int r = 0; r < mr; r++) {
+                int row = p * mr + r;
+                out[((size_t)p * k + q) * mr + r] = row < m ? a[(size_t)row * k + q] : 0.0f;
             }
 }
+
+static size_t packed_size(int m, int k) { return (size_t)((m + MR - 1) / MR) * MR * (size_t)k; }
+static void pack(const float *a, int m, int k, float *out) { pack_panels(a, m, k, MR, out); }
 
 static inline __mmask16 cols_mask(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
 
@@ -219,6 +220,146 @@ static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, in
         }
     }
 }
+
+static const cvy_gemm GEMM_LANES = {"lanes=columns", MR, 0, packed_size, pack, gemm};
+
+/* ---- GEMM for few columns: output channels in the lanes ---------------------------------
+ * For small maps (7x7, 14x14, Winograd tiles of small maps) 16 columns per vector waste
+ * lanes; here a micro-tile is up to 3 vectors of 16 output channels times up to FNJ columns,
+ * each column a broadcast of one B value. The packed A block (48 rows x FKC) stays in L1
+ * while the column tiles pass; partial sums wait in a stack buffer between k blocks. */
+#define FMR       16  /* rows per packed panel: one vector of output channels */
+#define FNV       3   /* panels (vectors) per micro-tile */
+#define FNJ       8   /* columns per micro-tile */
+#define FKC       128 /* k rows per block: 3 x 128 x 16 floats = 24 KB of A */
+#define FEW_MAX_N 64  /* columns per call at most */
+
+static size_t few_packed_size(int m, int k)
+{
+    return (size_t)((m + FMR - 1) / FMR) * FMR * (size_t)k;
+}
+static void few_pack(const float *a, int m, int k, float *out) { pack_panels(a, m, k, FMR, out); }
+
+/* live panels (vectors of rows) x nj columns over kc rows of k: ap is panel 0 at this k
+ * block (the others ps floats apart); B's row q is b + off[q] (off set) or b + q * ldb, at
+ * the tile's first column; sums go to (first: from zero, else from) part[j * FNV * FMR +
+ * 16 * v]. */
+static inline __attribute__((always_inline)) void few_tile(const float *ap, size_t ps, int kc,
+                                                           const float *b, const int32_t *off,
+                                                           size_t ldb, float *part, int first,
+                                                           const int live, const int nj)
+{
+    __m512 acc[FNV][FNJ];
+#pragma GCC unroll 8
+    for (int j = 0; j < nj; j++)
+#pragma GCC unroll 3
+        for (int v = 0; v < live; v++)
+            acc[v][j] = first ? _mm512_setzero_ps() : _mm512_load_ps(part + j * FNV * FMR + 16 * v);
+    for (int q = 0; q < kc; q++) {
+        __m512 av[FNV];
+        const float *bq = off ? b + off[q] : b + (size_t)q * ldb;
+#pragma GCC unroll 3
+        for (int v = 0; v < live; v++) {
+            av[v] = _mm512_loadu_ps(ap + v * ps + (size_t)q * FMR);
+            _mm_prefetch((const char *)(ap + v * ps + (size_t)q * FMR + PF_AHEAD), _MM_HINT_T0);
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < nj; j++) {
+            __m512 bb = _mm512_set1_ps(bq[j]);
+#pragma GCC unroll 3
+            for (int v = 0; v < live; v++) acc[v][j] = _mm512_fmadd_ps(av[v], bb, acc[v][j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < nj; j++)
+#pragma GCC unroll 3
+        for (int v = 0; v < live; v++) _mm512_store_ps(part + j * FNV * FMR + 16 * v, acc[v][j]);
+}
+
+#define FEW_CASE(L, J)                                                                             \
+    case (L)*16 + (J):                                                                             \
+        few_tile(ap, ps, kc, b, off, ldb, part, first, L, J);                                      \
+        break;
+#define FEW_CASES(L)                                                                               \
+    FEW_CASE(L, 1)                                                                                 \
+    FEW_CASE(L, 2) FEW_CASE(L, 3) FEW_CASE(L, 4) FEW_CASE(L, 5) FEW_CASE(L, 6) FEW_CASE(L, 7)      \
+        FEW_CASE(L, 8)
+
+/* few_tile with live and nj as constants, so the accumulators stay in registers. */
+static void few_tile_any(const float *ap, size_t ps, int kc, const float *b, const int32_t *off,
+                         size_t ldb, float *part, int first, int live, int nj)
+{
+    switch (live * 16 + nj) {
+        FEW_CASES(1)
+        FEW_CASES(2)
+        FEW_CASES(3)
+    default: break;
+    }
+}
+
+/* The few-column GEMM (the gemm contract, n <= FEW_MAX_N). Columns are cut into tiles of up
+ * to FNJ consecutive B columns; with a period, tiles stop at each row's valid columns and
+ * the padding columns are skipped. */
+static void gemm_few(const float *packed, int m, int k, const gemm_b *bs, int j0, int n, float *c,
+                     size_t ldc, const float *bias, const float *res, size_t ldres,
+                     const act_params *act)
+{
+    float part[FEW_MAX_N * FNV * FMR] __attribute__((aligned(64)));
+    int tj[FEW_MAX_N], tw[FEW_MAX_N], nt = 0, nout = 0;
+    for (int j = j0; j < j0 + n;) {
+        int x = bs->period ? j % bs->period : 0, run = j0 + n - j;
+        if (bs->period && x >= bs->valid) {
+            j += bs->period - x;
+            continue;
+        }
+        if (bs->period && run > bs->valid - x) run = bs->valid - x;
+        if (run > FNJ) run = FNJ;
+        tj[nt] = j, tw[nt++] = run;
+        nout += run;
+        j += run;
+    }
+    size_t o0 = (size_t)j0; /* output position of the first valid column */
+    if (bs->period) {
+        int x = j0 % bs->period;
+        o0 = (size_t)(j0 / bs->period) * bs->valid + (size_t)(x < bs->valid ? x : bs->valid);
+    }
+    __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    __m512i idx_c = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ldc));
+    __m512i idx_r = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ldres));
+    size_t ps = (size_t)FMR * k;
+    for (int r0 = 0; r0 < m; r0 += FNV * FMR) {
+        int live = (m - r0 + FMR - 1) / FMR;
+        if (live > FNV) live = FNV;
+        for (int q0 = 0; q0 < k; q0 += FKC) {
+            int kc = k - q0 < FKC ? k - q0 : FKC;
+            const float *ap = packed + (size_t)r0 * k + (size_t)q0 * FMR;
+            const float *b = bs->off ? bs->b : bs->b + (size_t)q0 * bs->ldb;
+            const int32_t *off = bs->off ? bs->off + q0 : NULL;
+            for (int t = 0, o = 0; t < nt; o += tw[t++])
+                few_tile_any(ap, ps, kc, b + tj[t], off, bs->ldb, part + o * FNV * FMR, q0 == 0,
+                             live, tw[t]);
+        }
+        /* epilogue: 16 rows of one column per vector, gathered and scattered */
+        for (int v = 0; v < live; v++) {
+            int r = r0 + 16 * v;
+            __mmask16 mk = cols_mask(m - r);
+            __m512 vb = bias ? _mm512_maskz_loadu_ps(mk, bias + r) : _mm512_setzero_ps();
+            for (int o = 0; o < nout; o++) {
+                __m512 x = _mm512_add_ps(_mm512_load_ps(part + o * FNV * FMR + 16 * v), vb);
+                if (res) {
+                    const float *rp = res + (size_t)r * ldres + o0 + (size_t)o;
+                    x = _mm512_add_ps(
+                        x, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx_r, rp, 4));
+                }
+                _mm512_mask_i32scatter_ps(c + (size_t)r * ldc + o0 + (size_t)o, mk, idx_c,
+                                          act16(x, act), 4);
+            }
+        }
+    }
+}
+
+static const cvy_gemm GEMM_FEW = {"lanes=channels", FMR,      FEW_MAX_N,
+                                  few_packed_size,  few_pack, gemm_few};
 
 /* ---- fully connected: the AVX2 kernel's blocking on 16 lanes --------------------------- */
 
@@ -760,10 +901,8 @@ static void init(void)
 {
     AVX512 = *cvy_kernels_avx2();
     AVX512.name = "avx512";
-    AVX512.gemm_mr = MR;
-    AVX512.gemm_packed_size = packed_size;
-    AVX512.gemm_pack = pack;
-    AVX512.gemm = gemm;
+    AVX512.gemm = &GEMM_LANES;
+    AVX512.gemm_few = &GEMM_FEW;
     AVX512.fc = fc_blocked;
     AVX512.depthwise = depthwise;
     AVX512.maxpool = maxpool;

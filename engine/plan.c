@@ -323,6 +323,17 @@ static cvy_status weight_dims(builder *b, int i, uint32_t t, int ndim, const int
     return CVY_OK;
 }
 
+/* Output columns per im2col/1x1 task of a conv with `cols` outputs and k rows of B, fixed
+ * per layer (never by thread count): at least two chunks when the map is not tiny, so a
+ * single image still spreads over two cores, and the column panel stays in L2. */
+static size_t conv_chunk(size_t cols, size_t k)
+{
+    size_t chunk = cols <= 32 ? cols : cvy_round_up((cols + 1) / 2, 16);
+    size_t kcap = (CONV_PANEL_FLOATS / k) / 32 * 32;
+    if (chunk > kcap) chunk = kcap < 32 ? 32 : kcap;
+    return chunk > CONV_CHUNK ? CONV_CHUNK : chunk;
+}
+
 /* Folds BatchNormalization node bn into per-output-channel weights w (oc rows of k floats)
  * and bias, in double precision. */
 static cvy_status fold_bn(builder *b, int bn, int oc, size_t k, float *w, float *bias)
@@ -392,18 +403,33 @@ static cvy_status plan_conv(builder *b, int i)
     step_kind kind = !b->p->use_blas ? S_CONV_REF : dw ? S_CONV_DW : S_CONV_GEMM;
     int own = kind == S_CONV_GEMM && b->p->kern->gemm != NULL; /* own GEMM, else OpenBLAS */
     /* Winograd where it pays: enough channels for the transforms to amortise, enough tiles
-     * for the GEMMs to fill their columns */
+     * for the GEMMs to fill their columns and to reuse its transformed weights (four times
+     * the direct ones: at batch 1 a 7x7 map's 4 tiles leave it bound by memory) */
+    const cvy_kernels *kern = b->p->kern;
     int wino = own && b->p->winograd && g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 &&
                g.dh == 1 && g.dw == 1 && g.group == 1 && g.c_in >= 16 && g.c_out >= 16 &&
                g.h_out >= 8 && g.w_out >= 8;
     if (wino) kind = S_CONV_WINO;
+    /* which own GEMM: few columns per call put output channels in the lanes (B columns of
+     * a padded input include its padding columns); with a short k its transposing epilogue
+     * costs more than the lanes it fills */
     int implicit = own && !wino && !pointwise && g.sh == 1 && g.sw == 1;
+    size_t cols = (size_t)g.h_out * g.w_out;
+    size_t bcols = implicit ? (size_t)g.h_out * (g.w_in + g.pl + g.pr) : cols;
+    const cvy_gemm *gk = own ? kern->gemm : NULL;
+    if (own && kern->gemm_few && !wino && k >= FEW_MIN_K &&
+        (bcols <= FEW_COLS || (!implicit && conv_chunk(cols, k) <= FEW_COLS)))
+        gk = kern->gemm_few;
+    int few = gk && gk == kern->gemm_few;
     const char *algo = kind == S_CONV_REF    ? "direct-ref"
                        : kind == S_CONV_DW   ? "depthwise"
                        : kind == S_CONV_WINO ? "winograd-f43"
-                       : pointwise           ? (own ? "1x1-gemm" : "1x1-sgemm")
-                       : implicit            ? "padded+gemm"
-                                             : (own ? "im2col+gemm" : "im2col+sgemm");
+                       : pointwise           ? (few   ? "1x1-gemm-oc"
+                                                : own ? "1x1-gemm"
+                                                      : "1x1-sgemm")
+                       : implicit            ? (few ? "padded+gemm-oc" : "padded+gemm")
+                       : own                 ? (few ? "im2col+gemm-oc" : "im2col+gemm")
+                                             : "im2col+sgemm";
     step *st = new_step(b, i, kind, algo);
     if (!st) {
         free(w);
@@ -411,6 +437,7 @@ static cvy_status plan_conv(builder *b, int i)
         return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
     }
     st->g = g;
+    st->gemm = gk;
     int dims[3] = {g.c_out, g.h_out, g.w_out};
     set_shape(val(b, n->out), 3, dims);
 
@@ -429,7 +456,7 @@ static cvy_status plan_conv(builder *b, int i)
         st->out = (int)b->fm->nodes[c].out;
     }
     if (wino) { /* U = G g G^T per (oc, ic), one packed OC x IC matrix per position */
-        size_t per = b->p->kern->gemm_packed_size(g.c_out, g.c_in);
+        size_t per = gk->packed_size(g.c_out, g.c_in);
         float *u = malloc((size_t)WINO_POS * g.c_out * g.c_in * sizeof(float));
         st->w_off = u ? wpush(b, NULL, per * WINO_POS) : SIZE_MAX;
         for (int oc = 0; st->w_off != SIZE_MAX && oc < g.c_out; oc++)
@@ -440,16 +467,16 @@ static cvy_status plan_conv(builder *b, int i)
                     u[((size_t)q * g.c_out + oc) * g.c_in + ic] = (float)t[q];
             }
         for (int q = 0; st->w_off != SIZE_MAX && q < WINO_POS; q++)
-            b->p->kern->gemm_pack(u + (size_t)q * g.c_out * g.c_in, g.c_out, g.c_in,
-                                  b->w + st->w_off + (size_t)q * per);
+            gk->pack(u + (size_t)q * g.c_out * g.c_in, g.c_out, g.c_in,
+                     b->w + st->w_off + (size_t)q * per);
         free(u);
     } else if (own) { /* pre-pack each group's rows into the kernel's panels */
         int cout_g = g.c_out / g.group;
-        size_t per = b->p->kern->gemm_packed_size(cout_g, (int)k);
+        size_t per = gk->packed_size(cout_g, (int)k);
         st->w_off = wpush(b, NULL, per * (size_t)g.group);
         for (int q = 0; st->w_off != SIZE_MAX && q < g.group; q++)
-            b->p->kern->gemm_pack(w + (size_t)q * cout_g * k, cout_g, (int)k,
-                                  b->w + st->w_off + (size_t)q * per);
+            gk->pack(w + (size_t)q * cout_g * k, cout_g, (int)k,
+                     b->w + st->w_off + (size_t)q * per);
     } else {
         st->w_off = wpush(b, w, nw);
     }
@@ -478,7 +505,6 @@ static cvy_status plan_conv(builder *b, int i)
             if ((s = fuse_act(b, st)) != CVY_OK) return s;
         }
     }
-    size_t cols = (size_t)g.h_out * g.w_out;
     st->params = nw + (n->n_in == 3 ? (size_t)g.c_out : 0);
     st->flops = 2.0 * (double)nw * (double)cols;
     if (wino) {
@@ -487,48 +513,48 @@ static cvy_status plan_conv(builder *b, int i)
         int chunks = (tiles + WINO_CHUNK - 1) / WINO_CHUNK;
         st->splits = chunks <= 3 && g.c_out >= 32 ? 2 : 1; /* few chunks: balance by channels */
         st->tasks = chunks * st->splits;
-        size_t mr = (size_t)b->p->kern->gemm_mr;
+        size_t mr = (size_t)gk->mr;
         size_t ocs = ((size_t)g.c_out + st->splits - 1) / (size_t)st->splits;
         ocs = (ocs + mr - 1) / mr * mr; /* parts start on packed panel boundaries */
         st->scratch = (size_t)WINO_POS * WINO_CHUNK * ((size_t)g.c_in + ocs);
-    } else if (implicit) {
-        /* Row chunks fixed per layer: at least two when there are two output rows. */
-        int cin_g = g.c_in / g.group;
-        st->implicit = 1;
-        st->hp = g.h_in + g.pt + g.pb;
-        st->wp = g.w_in + g.pl + g.pr;
-        int rows = (g.h_out + 1) / 2, cap = 1024 / st->wp;
-        if (rows > cap) rows = cap;
-        st->chunk = rows < 1 ? 1 : rows;
-        st->tasks = g.group * ((g.h_out + st->chunk - 1) / st->chunk);
-        st->scratch = (size_t)cin_g * st->hp * st->wp + (size_t)(g.kw - 1) * g.dw + 16;
-        st->boff = malloc(k * sizeof(int32_t));
-        if (!st->boff) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
-        size_t q = 0;
-        for (int ic = 0; ic < cin_g; ic++)
-            for (int ky = 0; ky < g.kh; ky++)
-                for (int kx = 0; kx < g.kw; kx++)
-                    st->boff[q++] = (int32_t)(((size_t)ic * st->hp + (size_t)ky * g.dh) * st->wp +
-                                              (size_t)kx * g.dw);
     } else if (kind == S_CONV_GEMM) {
-        /* Column chunks fixed per layer (never by thread count): at least two when the map
-         * is not tiny, so a single image still spreads over two cores. */
-        size_t chunk = cols <= 32 ? cols : cvy_round_up((cols + 1) / 2, 16);
-        size_t kcap = (CONV_PANEL_FLOATS / k) / 32 * 32; /* the column panel stays in L2 */
-        if (chunk > kcap) chunk = kcap < 32 ? 32 : kcap;
-        if (chunk > CONV_CHUNK) chunk = CONV_CHUNK;
+        size_t chunk = conv_chunk(cols, k);
         st->chunk = (int)chunk;
         st->tasks = g.group * (int)((cols + chunk - 1) / chunk);
         st->scratch = pointwise ? 0 : k * chunk;
-        /* A 1x1 conv with more output channels than columns (small maps) splits its rows
+        if (implicit) { /* row chunks fixed per layer: at least two when there are two rows */
+            int cin_g = g.c_in / g.group;
+            st->implicit = 1;
+            st->hp = g.h_in + g.pt + g.pb;
+            st->wp = g.w_in + g.pl + g.pr;
+            int rows = (g.h_out + 1) / 2, cap = 1024 / st->wp;
+            if (rows > cap) rows = cap;
+            st->chunk = rows < 1 ? 1 : rows;
+            st->tasks = g.group * ((g.h_out + st->chunk - 1) / st->chunk);
+            st->scratch = (size_t)cin_g * st->hp * st->wp + (size_t)(g.kw - 1) * g.dw + 16;
+            st->boff = malloc(k * sizeof(int32_t));
+            if (!st->boff) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+            size_t q = 0;
+            for (int ic = 0; ic < cin_g; ic++)
+                for (int ky = 0; ky < g.kh; ky++)
+                    for (int kx = 0; kx < g.kw; kx++)
+                        st->boff[q++] =
+                            (int32_t)(((size_t)ic * st->hp + (size_t)ky * g.dh) * st->wp +
+                                      (size_t)kx * g.dw);
+        }
+        /* A conv with more output channels than columns (small maps) splits its rows
          * instead: each task then reads part of the weights, the larger operand, and all of
-         * the small input, rather than all weights for part of the columns. */
-        if (own && pointwise && g.group == 1 && (size_t)g.c_out > cols && g.c_out >= 64) {
-            int parts = g.c_out >= 256 ? 4 : 2, mr = b->p->kern->gemm_mr;
+         * the small input (padded or as an im2col panel, made in each task), rather than all
+         * weights for part of the columns. Two parts when each makes a panel. */
+        int split = own && g.group == 1 && (size_t)g.c_out > cols && g.c_out >= 64 &&
+                    (pointwise || (few && bcols <= FEW_COLS));
+        if (split) {
+            int parts = g.c_out >= 256 && (pointwise || implicit) ? 4 : 2, mr = gk->mr;
             st->rows = (g.c_out + parts - 1) / parts;
             st->rows = (st->rows + mr - 1) / mr * mr;
             st->chunk = (int)cols;
             st->tasks = (g.c_out + st->rows - 1) / st->rows;
+            if (!pointwise && !implicit) st->scratch = k * cols;
         }
     } else {
         if (kind == S_CONV_DW)
@@ -705,14 +731,12 @@ static int concat_in_place(builder *b, const step *st)
     plan *p = b->p;
     for (int q = 0; q < st->n_in; q++) {
         int t = st->in[q], producer = -1;
-        if (sole_consumer(b, (uint32_t)t) < 0 || p->values[t].root != t || t == p->input)
-            return 0;
+        if (sole_consumer(b, (uint32_t)t) < 0 || p->values[t].root != t || t == p->input) return 0;
         for (int u = 0; u < p->n_values; u++)
             if (u != t && p->values[u].root == t) return 0; /* t has views of its own */
         for (int k = 0; k < p->n_steps - 1; k++)
             if (p->steps[k].out == t) producer = k;
-        if (producer < 0 || p->steps[producer].kind == S_GEMM ||
-            p->steps[producer].kind == S_COPY)
+        if (producer < 0 || p->steps[producer].kind == S_GEMM || p->steps[producer].kind == S_COPY)
             return 0;
     }
     size_t off = 0;

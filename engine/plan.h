@@ -42,8 +42,9 @@ enum bin_mode { BIN_SAME, BIN_CHAN, BIN_GENERAL };
 typedef struct step {
     step_kind kind;
     char name[FMT_NAME_LEN + 1];
-    char op[64];      /* fused op label, e.g. "Conv+BatchNormalization+Relu" */
-    const char *algo; /* kernel choice */
+    char op[64];          /* fused op label, e.g. "Conv+BatchNormalization+Relu" */
+    const char *algo;     /* kernel choice */
+    const cvy_gemm *gemm; /* conv: the own GEMM it runs on, NULL: OpenBLAS or none */
     int in[FMT_MAX_INPUTS];
     int n_in;
     int out;
@@ -110,5 +111,7 @@ void plan_free(plan *p);
 #define GEMM_CHUNK            64                /* output neurons per fully-connected task */
 #define PLAN_MAX_ARENA_FLOATS ((size_t)1 << 28) /* 1 GiB of activations per image at most */
 #define CONV_PANEL_FLOATS     (256 * 1024)      /* im2col panel (k x chunk) budget: 1 MiB */
+#define FEW_COLS              64   /* columns per call up to which convs use the few-column GEMM */
+#define FEW_MIN_K             1024 /* ... and at least this many rows of B (k) */
 
 #endif

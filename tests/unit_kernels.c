@@ -345,14 +345,15 @@ START_TEST(gemm_avx512_matches_reference)
         return;
     }
     const cvy_kernels *k5 = cvy_kernels_avx512();
-    ck_assert_ptr_nonnull(k5->gemm);
+    const cvy_gemm *gk = k5->gemm;
+    ck_assert_ptr_nonnull(gk);
     tm_seed(8);
     for (int trial = 0; trial < 80; trial++) {
         int m = tm_randint(1, 40), k = tm_randint(1, trial % 4 ? 300 : 800), n = tm_randint(1, 100);
         size_t ldb = (size_t)n + (size_t)tm_randint(0, 9), ldc = (size_t)n + 3;
         float *a = malloc((size_t)m * k * 4), *b = malloc((size_t)k * ldb * 4);
         float *bias = malloc((size_t)m * 4), *res = malloc((size_t)m * ldc * 4);
-        float *p = malloc(k5->gemm_packed_size(m, k) * 4);
+        float *p = malloc(gk->packed_size(m, k) * 4);
         float *c1 = calloc((size_t)m * ldc, 4), *c2 = calloc((size_t)m * ldc, 4);
         float *want = calloc((size_t)m * ldc, 4);
         tm_fill(a, (size_t)m * k), tm_fill(b, (size_t)k * ldb), tm_fill(bias, (size_t)m);
@@ -368,13 +369,13 @@ START_TEST(gemm_avx512_matches_reference)
                 if (r) v += r[(size_t)i * ldc + j];
                 want[(size_t)i * ldc + j] = cvy_act1(v, act);
             }
-        k5->gemm_pack(a, m, k, p);
+        gk->pack(a, m, k, p);
         gemm_b bs = {b, ldb, NULL, 0, 0};
-        k5->gemm(p, m, k, &bs, 0, n, c1, ldc, bias, r, ldc, act);
+        gk->run(p, m, k, &bs, 0, n, c1, ldc, bias, r, ldc, act);
         ck_assert_msg(tm_err(c1, want, (size_t)m * ldc, 1e-5, 1e-4) <= 1.0, "trial %d", trial);
         int split = tm_randint(1, n); /* the same columns in two calls */
-        k5->gemm(p, m, k, &bs, 0, split, c2, ldc, bias, r, ldc, act);
-        if (split < n) k5->gemm(p, m, k, &bs, split, n - split, c2, ldc, bias, r, ldc, act);
+        gk->run(p, m, k, &bs, 0, split, c2, ldc, bias, r, ldc, act);
+        if (split < n) gk->run(p, m, k, &bs, split, n - split, c2, ldc, bias, r, ldc, act);
         ck_assert_mem_eq(c1, c2, (size_t)m * ldc * 4);
         /* virtual columns: every third column of B is padding, dropped from the output */
         int period = 3, nv = (n + 1) / 2 * 3 / 2 + 1, valid = 2;
@@ -383,7 +384,7 @@ START_TEST(gemm_avx512_matches_reference)
         for (int q = 0; q < k; q++) off[q] = (int32_t)((size_t)q * ldb);
         gemm_b vb = {b, 0, off, period, valid};
         memset(c2, 0, (size_t)m * ldc * 4);
-        k5->gemm(p, m, k, &vb, 0, nv, c2, ldc, bias, NULL, ldc, act);
+        gk->run(p, m, k, &vb, 0, nv, c2, ldc, bias, NULL, ldc, act);
         for (int i = 0; i < m; i++)
             for (int jv = 0; jv < nv; jv++) {
                 if (jv % period >= valid) continue;
@@ -397,6 +398,48 @@ START_TEST(gemm_avx512_matches_reference)
             }
         free(off);
         free(a), free(b), free(bias), free(res), free(p), free(c1), free(c2), free(want);
+    }
+}
+END_TEST
+
+/* The few-column GEMM (output channels in the lanes) gives the same bits as the columns-in-
+ * lanes GEMM: plain and padded (period) B, bias, residual, every activation, m tails of
+ * 1-47 rows past the 48-row blocks, k across several 128-row blocks, column sub-ranges. */
+START_TEST(gemm_few_matches_gemm)
+{
+    if (!cvy_cpu_has(CVY_ISA_AVX512)) {
+        fprintf(stderr, "gemm_few_matches_gemm: no AVX-512 on this CPU, not run\n");
+        return;
+    }
+    const cvy_gemm *gl = cvy_kernels_avx512()->gemm, *gf = cvy_kernels_avx512()->gemm_few;
+    ck_assert_ptr_nonnull(gf);
+    tm_seed(9);
+    for (int trial = 0; trial < 120; trial++) {
+        int m = tm_randint(1, 150), k = tm_randint(1, trial % 3 ? 200 : 700);
+        int period = trial % 2 ? tm_randint(2, 12) : 0, valid = period ? tm_randint(1, period) : 0;
+        int n = tm_randint(1, gf->max_n), j0 = tm_randint(0, 20);
+        int ncols = period ? (j0 + n) / period * valid + valid : j0 + n; /* outputs reached */
+        size_t ldb = (size_t)(j0 + n) + (size_t)tm_randint(0, 5), ldc = (size_t)ncols + 2;
+        float *a = malloc((size_t)m * k * 4), *b = malloc((size_t)k * ldb * 4);
+        float *bias = malloc((size_t)m * 4), *res = malloc((size_t)m * ldc * 4);
+        float *pl = malloc(gl->packed_size(m, k) * 4), *pf = malloc(gf->packed_size(m, k) * 4);
+        float *c1 = calloc((size_t)m * ldc, 4), *c2 = calloc((size_t)m * ldc, 4);
+        int32_t *off = malloc((size_t)k * sizeof(int32_t));
+        tm_fill(a, (size_t)m * k), tm_fill(b, (size_t)k * ldb), tm_fill(bias, (size_t)m);
+        tm_fill(res, (size_t)m * ldc);
+        for (int q = 0; q < k; q++) off[q] = (int32_t)((size_t)q * ldb);
+        gl->pack(a, m, k, pl);
+        gf->pack(a, m, k, pf);
+        const act_params *act = &ACTS[trial % N_ACTS];
+        const float *r = trial % 4 < 2 ? res : NULL;
+        const float *bi = trial % 5 ? bias : NULL;
+        gemm_b bs = period ? (gemm_b){b, 0, off, period, valid} : (gemm_b){b, ldb, NULL, 0, 0};
+        gl->run(pl, m, k, &bs, j0, n, c1, ldc, bi, r, ldc, act);
+        gf->run(pf, m, k, &bs, j0, n, c2, ldc, bi, r, ldc, act);
+        ck_assert_msg(memcmp(c1, c2, (size_t)m * ldc * 4) == 0,
+                      "trial %d: m %d k %d n %d j0 %d period %d valid %d", trial, m, k, n, j0,
+                      period, valid);
+        free(a), free(b), free(bias), free(res), free(pl), free(pf), free(c1), free(c2), free(off);
     }
 }
 END_TEST
@@ -469,6 +512,7 @@ Suite *kernels_suite(void)
     tcase_add_test(tc, im2col_chunks_cover_reference_conv);
     tcase_add_test(tc, fc_matches_reference_and_ignores_batch);
     tcase_add_test(tc, gemm_avx512_matches_reference);
+    tcase_add_test(tc, gemm_few_matches_gemm);
     tcase_add_test(tc, winograd_input_matches_reference);
     tcase_add_test(tc, winograd_output_matches_reference);
     suite_add_tcase(s, tc);
