@@ -749,6 +749,126 @@ static int concat_in_place(builder *b, const step *st)
     return 1;
 }
 
+/* Whether node op reads its activation inputs per image at the root's stride, so it may
+ * read a value that is a prefix view of a larger one. */
+static int reads_views(uint32_t op)
+{
+    switch (op) {
+    case OP_CONV:
+    case OP_BATCHNORM:
+    case OP_RELU:
+    case OP_CLIP:
+    case OP_LEAKYRELU:
+    case OP_SIGMOID:
+    case OP_HARDSIGMOID:
+    case OP_HARDSWISH:
+    case OP_MAXPOOL:
+    case OP_AVGPOOL:
+    case OP_GLOBALAVGPOOL:
+    case OP_CONCAT: return 1;
+    default: return 0;
+    }
+}
+
+/* Whether every reader of value t reads views (see reads_views). */
+static int readers_read_views(builder *b, uint32_t t)
+{
+    for (uint32_t c = 0; c < b->fm->n_nodes; c++)
+        for (uint32_t k = 0; k < b->fm->nodes[c].n_in; k++)
+            if (b->fm->nodes[c].in[k] == t && !reads_views(b->fm->nodes[c].op)) return 0;
+    return t != b->fm->output;
+}
+
+#define CHAIN_MAX 512 /* feature maps a dense block may concatenate */
+
+/* Appends to list (n entries so far) what concat node c concatenates, with inputs made by
+ * concat nodes of the same axis expanded (the importer nests long concats); producer maps
+ * a value to its node or -1. Returns the new count, -1 past CHAIN_MAX. */
+static int concat_leaves(const fmt_model *fm, const int *producer, uint32_t c, uint32_t *list,
+                         int n)
+{
+    const fmt_node *nd = &fm->nodes[c];
+    for (uint32_t k = 0; k < nd->n_in && n >= 0; k++) {
+        int pn = producer[nd->in[k]];
+        if (pn >= 0 && fm->nodes[pn].op == OP_CONCAT && fm->nodes[pn].ia[0] == nd->ia[0])
+            n = concat_leaves(fm, producer, (uint32_t)pn, list, n);
+        else if (n == CHAIN_MAX)
+            n = -1;
+        else
+            list[n++] = nd->in[k];
+    }
+    return n;
+}
+
+/* Whether leaf t may become a slice of value r at offset off: already is, or is a per-image
+ * step's output (not Gemm, a copy or the graph input) whose own views (a one-input concat)
+ * are read only by view readers. */
+static int chain_leaf_ok(builder *b, int t, int r, size_t off)
+{
+    plan *p = b->p;
+    const value *v = &p->values[t];
+    if (v->root == r) return v->view_off == off;
+    if (v->root != t || t == p->input || (uint32_t)t == b->fm->output) return 0;
+    for (int u = 0; u < p->n_values; u++)
+        if (u != t && p->values[u].root == t && !readers_read_views(b, (uint32_t)u)) return 0;
+    int producer = -1;
+    for (int k = 0; k < p->n_steps - 1; k++)
+        if (p->steps[k].out == t) producer = k;
+    return producer >= 0 && p->steps[producer].kind != S_GEMM && p->steps[producer].kind != S_COPY;
+}
+
+/* Dense-block concats (DenseNet): concats along channels whose feature lists (nested
+ * concats expanded) are each a prefix of the next. All of them and their feature maps become
+ * views of the longest one's output, so every feature map is written once into its slice
+ * and nothing is copied. Node i's output must be read only by view readers (unless it is
+ * that longest one). Returns 1 when the concat needs no step. */
+static int concat_chain(builder *b, int i, int axis)
+{
+    const fmt_model *fm = b->fm;
+    plan *p = b->p;
+    int ok = 0, top = i, nl, ntop;
+    int *producer = malloc(fm->n_tensors * sizeof *producer);
+    uint32_t *leaves = malloc(2 * CHAIN_MAX * sizeof *leaves), *other = leaves + CHAIN_MAX;
+    if (!producer || !leaves || axis != 0) goto done;
+    for (uint32_t t = 0; t < fm->n_tensors; t++) producer[t] = -1;
+    for (uint32_t c = 0; c < fm->n_nodes; c++) producer[fm->nodes[c].out] = (int)c;
+    ntop = nl = concat_leaves(fm, producer, (uint32_t)i, leaves, 0);
+    if (nl < 1) goto done;
+    for (uint32_t c = 0; c < fm->n_nodes; c++) {
+        if (fm->nodes[c].op != OP_CONCAT || fm->nodes[c].ia[0] != fm->nodes[i].ia[0]) continue;
+        int no = concat_leaves(fm, producer, c, other, 0);
+        if (no > ntop && memcmp(other, leaves, (size_t)nl * sizeof *leaves) == 0)
+            top = (int)c, ntop = no;
+    }
+    int r = (int)fm->nodes[top].out;
+    if (top != i && !readers_read_views(b, fm->nodes[i].out)) goto done;
+    size_t off = 0;
+    for (int q = 0; q < nl; q++) {
+        if (!chain_leaf_ok(b, (int)leaves[q], r, off)) goto done;
+        off += p->values[leaves[q]].size;
+    }
+    off = 0;
+    for (int q = 0; q < nl; q++) {
+        int t = (int)leaves[q];
+        if (p->values[t].root != r)
+            for (int u = 0; u < p->n_values; u++)
+                if (p->values[u].root == t) { /* t itself and its views */
+                    p->values[u].root = r;
+                    p->values[u].view_off += off;
+                }
+        off += p->values[t].size;
+    }
+    if (top != i) {
+        p->values[fm->nodes[i].out].root = r;
+        p->values[fm->nodes[i].out].view_off = 0;
+    }
+    ok = 1;
+done:
+    free(producer);
+    free(leaves);
+    return ok;
+}
+
 static cvy_status plan_concat(builder *b, int i)
 {
     const fmt_node *n = &b->fm->nodes[i];
@@ -780,7 +900,8 @@ static cvy_status plan_concat(builder *b, int i)
     if (dims[axis] > (int)FMT_MAX_DIM) return NODE_FAIL(b, i, CVY_ERR_SHAPE, "too large");
     set_shape(val(b, n->out), r, dims);
     st->tasks = 1;
-    if (st->outer == 1 && concat_in_place(b, st)) b->p->n_steps--; /* no copy left to do */
+    if (st->outer == 1 && (concat_chain(b, i, axis) || concat_in_place(b, st)))
+        b->p->n_steps--; /* no copy left to do */
     return CVY_OK;
 }
 
