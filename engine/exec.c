@@ -12,6 +12,7 @@
 #include "winograd.h"
 
 #define PARALLEL_MIN_FLOPS 2e5 /* steps smaller than this run on the calling thread alone */
+#define SMALL_MAP          64  /* conv outputs per image from which steps run layer by layer */
 
 struct cvy_context {
     const cvy_model *m;
@@ -21,6 +22,8 @@ struct cvy_context {
     float *scratch; /* threads * plan.scratch_floats */
     float *input;   /* max_batch * input size: the context's own input buffer */
     float **ptr;    /* per value: where image 0 of it lives during the current run */
+    float *fc_in;   /* max_batch * k floats: contiguous input rows for fully connected steps */
+    int split;      /* steps [0, split) may run image by image (see cvy_context_run) */
     int profiling;
     double *layer_ms; /* per step, the last run's wall time when profiling */
 };
@@ -49,14 +52,30 @@ cvy_status cvy_context_create(const cvy_model *m, int max_batch, cvy_context **o
     c->input = cvy_alloc_aligned(input);
     c->ptr = calloc((size_t)p->n_values, sizeof *c->ptr);
     c->layer_ms = calloc((size_t)p->n_steps + 1, sizeof *c->layer_ms);
-    if (!c->arena || !c->scratch || !c->input || !c->ptr || !c->layer_ms) {
+    /* Steps [0, split) may run whole images per worker: up to the first fully connected
+     * step, and up to the first conv of a small map (<= 64 outputs), whose large weights
+     * are better read once per layer for the whole batch than once per image. */
+    size_t fc_k = 0;
+    c->split = p->n_steps;
+    for (int i = p->n_steps - 1; i >= 0; i--) {
+        const step *s = &p->steps[i];
+        if (s->kind == S_GEMM && (size_t)s->k > fc_k) fc_k = (size_t)s->k;
+        if (s->kind == S_GEMM || ((s->kind == S_CONV_GEMM || s->kind == S_CONV_WINO) &&
+                                  s->g.h_out * s->g.w_out <= SMALL_MAP))
+            c->split = i;
+    }
+    if (fc_k && max_batch > 1) /* k <= arena per image, so this size cannot overflow */
+        c->fc_in = cvy_alloc_aligned(fc_k * (size_t)max_batch * sizeof(float));
+    if (!c->arena || !c->scratch || !c->input || !c->ptr || !c->layer_ms ||
+        (fc_k && max_batch > 1 && !c->fc_in)) {
         cvy_context_destroy(c);
         return cvy_fail(err, CVY_ERR_NOMEM, "context: out of memory for a batch of %d (%zu MiB)",
                         max_batch, (arena + scratch + input) >> 20);
     }
+    /* image i of value v lives at ptr[v] + i * arena_floats: each image has its own copy of
+     * the planned arena, so images can run through the steps independently */
     for (int v = 0; v < p->n_values; v++)
-        c->ptr[v] = c->arena + p->values[p->values[v].root].offset * (size_t)max_batch +
-                    p->values[v].view_off;
+        c->ptr[v] = c->arena + p->values[p->values[v].root].offset + p->values[v].view_off;
     *out = c;
     return CVY_OK;
 }
@@ -67,6 +86,7 @@ void cvy_context_destroy(cvy_context *c)
     cvy_free_aligned(c->arena);
     cvy_free_aligned(c->scratch);
     cvy_free_aligned(c->input);
+    cvy_free_aligned(c->fc_in);
     free(c->ptr);
     free(c->layer_ms);
     free(c);
@@ -92,7 +112,7 @@ float *cvy_context_input(cvy_context *c) { return c->input; }
 typedef struct job {
     cvy_context *c;
     const step *s;
-    int n; /* images */
+    int img0, n; /* images [img0, img0 + n) */
 } job;
 
 static const float *W(const job *j, size_t off)
@@ -102,12 +122,12 @@ static const float *W(const job *j, size_t off)
 
 static size_t vsize(const job *j, int v) { return j->c->m->plan.values[v].size; }
 
-/* Floats from one image of value v to the next: its root's size (a concat part is a slice
- * of each image of the concat output). */
+/* Floats from one image of value v to the next: the arena per image, or for the graph input
+ * and its views (the caller's contiguous buffer) the input size. */
 static size_t istride(const job *j, int v)
 {
-    const value *vals = j->c->m->plan.values;
-    return vals[vals[v].root].size;
+    const plan *p = &j->c->m->plan;
+    return p->values[v].root == p->input ? p->values[p->input].size : p->arena_floats;
 }
 
 /* Copies output rows [r0, r1)'s input window of one group into the padded layout
@@ -140,7 +160,7 @@ static void conv_gemm_task(void *arg, int task, int thread)
     const step *s = j->s;
     const conv_geom *g = &s->g;
     const cvy_kernels *kern = j->c->m->plan.kern;
-    int img = task / s->tasks, r = task % s->tasks;
+    int img = j->img0 + task / s->tasks, r = task % s->tasks;
     int cols = g->h_out * g->w_out, nchunks = s->tasks / g->group;
     if (s->rows) { /* a row part: all columns, output channels [m0, m1), group 1 */
         int m0 = r * s->rows, m1 = m0 + s->rows < g->c_out ? m0 + s->rows : g->c_out;
@@ -219,7 +239,8 @@ static void wino_task(void *arg, int task, int thread)
     const step *s = j->s;
     const conv_geom *g = &s->g;
     const cvy_kernels *kern = j->c->m->plan.kern;
-    int img = task / s->tasks, r = task % s->tasks, chunk = r / s->splits, part = r % s->splits;
+    int img = j->img0 + task / s->tasks, r = task % s->tasks, chunk = r / s->splits,
+        part = r % s->splits;
     int tw = (g->w_out + 3) / 4, tiles = ((g->h_out + 3) / 4) * tw;
     int t0 = chunk * WINO_CHUNK, t1 = t0 + WINO_CHUNK < tiles ? t0 + WINO_CHUNK : tiles;
     int nt = t1 - t0, cin = g->c_in, cout = g->c_out, mr = s->gemm->mr;
@@ -246,10 +267,11 @@ static void wino_task(void *arg, int task, int thread)
                       W(j, s->b_off), res, y, &s->act);
 }
 
-static void conv_ref_task(void *arg, int img, int thread)
+static void conv_ref_task(void *arg, int task, int thread)
 {
     (void)thread;
     const job *j = arg;
+    int img = j->img0 + task;
     const step *s = j->s;
     const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
     float *y = j->c->ptr[s->out] + img * istride(j, s->out);
@@ -263,7 +285,7 @@ static void channel_task(void *arg, int task, int thread)
     const job *j = arg;
     const step *s = j->s;
     const cvy_kernels *k = j->c->m->plan.kern;
-    int img = task / s->tasks, c0 = (task % s->tasks) * s->chunk;
+    int img = j->img0 + task / s->tasks, c0 = (task % s->tasks) * s->chunk;
     int c1 = c0 + s->chunk < s->g.c_out ? c0 + s->chunk : s->g.c_out;
     const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
     float *y = j->c->ptr[s->out] + img * istride(j, s->out);
@@ -275,15 +297,20 @@ static void channel_task(void *arg, int task, int thread)
         k->avgpool(x, y, &s->g, c0, c1, s->count_pad);
 }
 
-/* Fully connected: output neurons [o0, o1) for all images, activation fused. */
+/* Fully connected: output neurons [o0, o1) for all images of the job, activation fused. The
+ * input rows are the images' own when contiguous (one image, or the graph input), else the
+ * copies run_step made in fc_in. */
 static void gemm_task(void *arg, int task, int thread)
 {
     (void)thread;
     const job *j = arg;
     const step *s = j->s;
     int o0 = task * GEMM_CHUNK, o1 = o0 + GEMM_CHUNK < s->nout ? o0 + GEMM_CHUNK : s->nout;
-    j->c->m->plan.kern->fc(j->c->ptr[s->in[0]], j->n, s->k, W(j, s->w_off), o0, o1, W(j, s->b_off),
-                           j->c->ptr[s->out], (size_t)s->nout, &s->act);
+    const float *x = j->c->ptr[s->in[0]] + j->img0 * istride(j, s->in[0]);
+    if (j->n > 1 && istride(j, s->in[0]) != (size_t)s->k) x = j->c->fc_in;
+    j->c->m->plan.kern->fc(x, j->n, s->k, W(j, s->w_off), o0, o1, W(j, s->b_off),
+                           j->c->ptr[s->out] + j->img0 * istride(j, s->out), istride(j, s->out),
+                           &s->act);
 }
 
 /* General broadcasting for Add/Mul: strides from the padded 5-d shapes (batch dim = 0). */
@@ -313,10 +340,11 @@ static void binary_general(const job *j, int img, const float *a, const float *b
 }
 
 /* Per-image steps that are cheap or sequential: binary, concat, gap, act, softmax, copy. */
-static void image_task(void *arg, int img, int thread)
+static void image_task(void *arg, int task, int thread)
 {
     (void)thread;
     const job *j = arg;
+    int img = j->img0 + task;
     const step *s = j->s;
     const cvy_kernels *k = j->c->m->plan.kern;
     const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
@@ -374,20 +402,50 @@ static void image_task(void *arg, int img, int thread)
     }
 }
 
-static void run_step(cvy_context *c, const step *s, int n)
+/* The task function of a step and its tasks per image (fully connected: per job). */
+static cvy_task_fn step_fn(const step *s, int *per_image)
 {
-    job j = {c, s, n};
-    cvy_pool *pool = c->m->eng->pool;
-    int threads = s->flops * n < PARALLEL_MIN_FLOPS ? 1 : c->threads;
+    *per_image = 1;
     switch (s->kind) {
-    case S_CONV_GEMM: cvy_pool_run(pool, n * s->tasks, threads, conv_gemm_task, &j); break;
-    case S_CONV_REF: cvy_pool_run(pool, n, threads, conv_ref_task, &j); break;
-    case S_CONV_WINO: cvy_pool_run(pool, n * s->tasks, threads, wino_task, &j); break;
+    case S_CONV_GEMM: *per_image = s->tasks; return conv_gemm_task;
+    case S_CONV_REF: return conv_ref_task;
+    case S_CONV_WINO: *per_image = s->tasks; return wino_task;
     case S_CONV_DW:
     case S_MAXPOOL:
-    case S_AVGPOOL: cvy_pool_run(pool, n * s->tasks, threads, channel_task, &j); break;
-    case S_GEMM: cvy_pool_run(pool, s->tasks, threads, gemm_task, &j); break;
-    default: cvy_pool_run(pool, n, threads, image_task, &j); break;
+    case S_AVGPOOL: *per_image = s->tasks; return channel_task;
+    case S_GEMM: *per_image = s->tasks; return gemm_task;
+    default: return image_task;
+    }
+}
+
+/* Step s for images [img0, img0 + n), its tasks spread over the pool. */
+static void run_step(cvy_context *c, const step *s, int img0, int n)
+{
+    job j = {c, s, img0, n};
+    int per, threads = s->flops * n < PARALLEL_MIN_FLOPS ? 1 : c->threads;
+    cvy_task_fn fn = step_fn(s, &per);
+    if (s->kind == S_GEMM) { /* one job over all images, rows gathered when strided */
+        size_t st = istride(&j, s->in[0]);
+        if (n > 1 && st != (size_t)s->k)
+            for (int i = 0; i < n; i++)
+                memcpy(c->fc_in + (size_t)i * s->k, c->ptr[s->in[0]] + (size_t)(img0 + i) * st,
+                       (size_t)s->k * sizeof(float));
+        cvy_pool_run(c->m->eng->pool, per, threads, fn, &j);
+        return;
+    }
+    cvy_pool_run(c->m->eng->pool, n * per, threads, fn, &j);
+}
+
+/* One image through steps [0, split) on the calling worker, every task in turn. */
+static void image_chain_task(void *arg, int img, int thread)
+{
+    cvy_context *c = arg;
+    const plan *p = &c->m->plan;
+    for (int i = 0; i < c->split; i++) {
+        job j = {c, &p->steps[i], img, 1};
+        int per;
+        cvy_task_fn fn = step_fn(j.s, &per);
+        for (int t = 0; t < per; t++) fn(&j, t, thread);
     }
 }
 
@@ -402,12 +460,25 @@ cvy_status cvy_context_run(cvy_context *c, int n, const float *input, float *out
     for (int v = 0; v < p->n_values; v++)
         if (p->values[v].root == p->input) c->ptr[v] = (float *)in;
     unsigned fpu = cvy_fpu_enter();
+    /* Whole images per worker through steps [0, split) while there are at least as many
+     * images left as workers: no synchronisation between steps, and each image's activations
+     * stay in its core's cache. The remaining images, and every step from split on, run step
+     * by step with each step's tasks spread over the workers. Same arithmetic either way.
+     * Profiling times steps, so it runs everything step by step. */
+    int whole = c->profiling || c->split == 0 ? 0 : n / c->threads * c->threads;
+    if (whole) cvy_pool_run(c->m->eng->pool, whole, c->threads, image_chain_task, c);
     for (int i = 0; i < p->n_steps; i++) {
+        int img0 = i < c->split ? whole : 0;
+        if (img0 == n) continue;
         double t0 = c->profiling ? now_ms() : 0.0;
-        run_step(c, &p->steps[i], n);
+        run_step(c, &p->steps[i], img0, n - img0);
         if (c->profiling) c->layer_ms[i] = now_ms() - t0;
     }
     cvy_fpu_leave(fpu);
-    memcpy(output, c->ptr[p->output], (size_t)n * c->m->out_size * sizeof(float));
+    job j = {c, NULL, 0, n};
+    for (int i = 0; i < n; i++)
+        memcpy(output + (size_t)i * c->m->out_size,
+               c->ptr[p->output] + (size_t)i * istride(&j, p->output),
+               c->m->out_size * sizeof(float));
     return CVY_OK;
 }

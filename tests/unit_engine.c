@@ -483,8 +483,9 @@ START_TEST(batchnorm_folding_is_exact)
 }
 END_TEST
 
-/* Each image's output is bit-identical whether it runs alone or in a batch of 16, and with
- * 1 or 2 threads, on the best ISA and on the AVX2 + OpenBLAS path. */
+/* Each image's output is bit-identical whether it runs alone, in a batch of 16 (whole images
+ * per worker) or of 5 (four whole, one spread over the workers step by step), and with 1 or
+ * 2 threads, on the best ISA and on the AVX2 + OpenBLAS path. */
 START_TEST(batch_and_threads_do_not_change_outputs)
 {
     for (int v = 0; v < 4; v++) {
@@ -499,6 +500,9 @@ START_TEST(batch_and_threads_do_not_change_outputs)
         tm_fill(x, 16 * in);
         float *b16 = tm_run(two, 16, x), *b16t1 = tm_run(one, 16, x);
         ck_assert_mem_eq(b16, b16t1, 16 * on * sizeof(float));
+        float *b5 = tm_run(two, 5, x);
+        ck_assert_mem_eq(b5, b16, 5 * on * sizeof(float));
+        free(b5);
         for (int i = 0; i < 16; i += 5) {
             float *b1 = tm_run(two, 1, x + i * in), *b1t1 = tm_run(one, 1, x + i * in);
             ck_assert_mem_eq(b1, b16 + i * on, on * sizeof(float));
