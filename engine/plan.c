@@ -487,10 +487,11 @@ static cvy_status plan_conv(builder *b, int i)
         return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory packing conv weights");
 
     if ((s = fuse_act(b, st)) != CVY_OK) return s;
-    /* residual: Add(conv, other) of equal shapes, then maybe an activation */
+    /* residual: Add(conv, other) of equal shapes, then maybe an activation (not for the
+     * depthwise kernel, which has no residual input) */
     c = sole_consumer(b, (uint32_t)st->out);
-    if (st->act.type == ACT_NONE && kind != S_CONV_REF && c >= 0 && b->fm->nodes[c].op == OP_ADD &&
-        b->fm->nodes[c].n_in == 2) {
+    if (st->act.type == ACT_NONE && kind != S_CONV_REF && kind != S_CONV_DW && c >= 0 &&
+        b->fm->nodes[c].op == OP_ADD && b->fm->nodes[c].n_in == 2) {
         const fmt_node *add = &b->fm->nodes[c];
         uint32_t other = add->in[0] == (uint32_t)st->out ? add->in[1] : add->in[0];
         value *ov = val(b, other);

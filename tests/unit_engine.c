@@ -216,6 +216,38 @@ static uint32_t build_pointwise(fmt_model *m, int v)
     return tm_node(m, OP_ADD, 2, add, NULL, NULL, "add");
 }
 
+/* A MobileNetV2 block: 1x1 expand + ReLU6, 3x3 depthwise (stride 1 or 2) + ReLU6, 1x1
+ * project, plus the input when the shapes allow; odd variants add a depthwise conv without
+ * activation straight into a residual Add. Channel counts cross the fused block sizes. */
+static uint32_t build_inverted(fmt_model *m, int v)
+{
+    static const int mults[] = {1, 3, 6, 9};
+    int c = tm_randint(1, 24), h = tm_randint(2, 30), w = tm_randint(2, 30);
+    int e = c * mults[v % 4] + (v % 3 == 2 ? 5 : 0), stride = v % 5 == 1 ? 2 : 1;
+    uint32_t x = tm_begin(m, c, h, w);
+    int32_t k1[16] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1};
+    int32_t dwk[16] = {3, 3, stride, stride, 1, 1, 1, 1, 1, 1, e};
+    int we[4] = {e, c, 1, 1}, wdw[4] = {e, 1, 3, 3}, wp[4] = {c, e, 1, 1}, be[1] = {e};
+    uint32_t a[3] = {x, tm_weight(m, 4, we, 0.4f), tm_weight(m, 1, be, 0.2f)};
+    uint32_t y = tm_node(m, OP_CONV, 3, a, k1, NULL, "expand");
+    y = tm_node(m, OP_CLIP, 1, &y, NULL, (float[8]){0.0f, 6.0f}, "relu6a");
+    uint32_t d[3] = {y, tm_weight(m, 4, wdw, 0.4f), tm_weight(m, 1, be, 0.2f)};
+    y = tm_node(m, OP_CONV, 3, d, dwk, NULL, "dw");
+    y = tm_node(m, OP_CLIP, 1, &y, NULL, (float[8]){0.0f, 6.0f}, "relu6b");
+    if (v % 2) { /* depthwise straight into an Add */
+        int32_t dw1[16] = {3, 3, 1, 1, 1, 1, 1, 1, 1, 1, e};
+        uint32_t d2[2] = {y, tm_weight(m, 4, wdw, 0.4f)};
+        uint32_t z = tm_node(m, OP_CONV, 2, d2, dw1, NULL, "dw_res");
+        uint32_t add[2] = {z, y};
+        y = tm_node(m, OP_ADD, 2, add, NULL, NULL, "dw_add");
+    }
+    uint32_t pr[2] = {y, tm_weight(m, 4, wp, 0.3f)};
+    y = tm_node(m, OP_CONV, 2, pr, k1, NULL, "project");
+    if (stride == 2) return y;
+    uint32_t add[2] = {y, x};
+    return tm_node(m, OP_ADD, 2, add, NULL, NULL, "add");
+}
+
 /* A SqueezeNet fire module: squeeze 1x1 + relu, then 1x1 and 3x3 expands (and with v % 3 == 2 a
  * max-pool branch) concatenated along channels, then a 1x1 conv reading the concat. With
  * `views` every branch passes through an Identity, which keeps the concat a copy; without,
@@ -241,7 +273,8 @@ static uint32_t build_fire(fmt_model *m, int v, int views)
         int32_t pool[16] = {3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0};
         br[n++] = tm_node(m, OP_MAXPOOL, 1, &s, pool, NULL, "pool");
     }
-    for (int q = 0; q < n && views; q++) br[q] = tm_node(m, OP_IDENTITY, 1, &br[q], NULL, NULL, "id");
+    for (int q = 0; q < n && views; q++)
+        br[q] = tm_node(m, OP_IDENTITY, 1, &br[q], NULL, NULL, "id");
     int32_t ax[16] = {v % 2 ? 0 : -3};
     uint32_t y = tm_node(m, OP_CONCAT, (int)n, br, ax, NULL, "cat");
     int wo[4] = {5, e1 + e3 + (n == 3 ? sq : 0), 1, 1};
@@ -404,6 +437,12 @@ END_TEST
 START_TEST(pointwise_matches_reference)
 {
     for (int v = 0; v < 18; v++) compare(build_pointwise, v, 1 + v % 3, "pointwise");
+}
+END_TEST
+
+START_TEST(inverted_matches_reference)
+{
+    for (int v = 0; v < 20; v++) compare(build_inverted, v, 1 + v % 3, "inverted");
 }
 END_TEST
 
@@ -772,6 +811,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, concat_matches_reference);
     tcase_add_test(tc, pointwise_matches_reference);
     tcase_add_test(tc, concat_in_place_matches_copy);
+    tcase_add_test(tc, inverted_matches_reference);
     tcase_add_test(tc, net_matches_reference);
     tcase_add_test(tc, fusion_is_planned);
     tcase_add_test(tc, batchnorm_folding_is_exact);
