@@ -131,7 +131,9 @@ static size_t istride(const job *j, int v)
 }
 
 /* Copies output rows [r0, r1)'s input window of one group into the padded layout
- * (cin_g x hp x wp, zero borders) at pad. */
+ * (cin_g x hp rows of wp floats, zero borders; a row's right padding is the next row's left
+ * padding, see padded_pitch) at pad, and zeroes the left padding of the row after the window,
+ * which the last taps read. */
 static void pad_rows(const float *x, float *pad, const step *s, int cin_g, int r0, int r1)
 {
     const conv_geom *g = &s->g;
@@ -147,8 +149,9 @@ static void pad_rows(const float *x, float *pad, const step *s, int cin_g, int r
             }
             memset(row, 0, (size_t)g->pl * sizeof(float));
             memcpy(row + g->pl, xc + (size_t)iy * g->w_in, (size_t)g->w_in * sizeof(float));
-            memset(row + g->pl + g->w_in, 0, (size_t)g->pr * sizeof(float));
+            memset(row + g->pl + g->w_in, 0, (size_t)(s->wp - g->pl - g->w_in) * sizeof(float));
         }
+        memset(pad + ((size_t)ic * s->hp + last + 1) * s->wp, 0, (size_t)g->pl * sizeof(float));
     }
 }
 

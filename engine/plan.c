@@ -334,6 +334,12 @@ static size_t conv_chunk(size_t cols, size_t k)
     return chunk > CONV_CHUNK ? CONV_CHUNK : chunk;
 }
 
+/* Row pitch of a conv's zero-padded input copy: a row's right padding shares the zeros of
+ * the next row's left padding, so rows are w_in + max(pl, pr) apart (fewer padding columns
+ * for the GEMM to compute and drop). Stride 1: the last tap of the last output reads
+ * w_in + pl + pr - 1 from its row start, within the next row's left zeros. */
+static int padded_pitch(const conv_geom *g) { return g->w_in + (g->pl > g->pr ? g->pl : g->pr); }
+
 /* Folds BatchNormalization node bn into per-output-channel weights w (oc rows of k floats)
  * and bias, in double precision. */
 static cvy_status fold_bn(builder *b, int bn, int oc, size_t k, float *w, float *bias)
@@ -415,7 +421,7 @@ static cvy_status plan_conv(builder *b, int i)
      * costs more than the lanes it fills */
     int implicit = own && !wino && !pointwise && g.sh == 1 && g.sw == 1;
     size_t cols = (size_t)g.h_out * g.w_out;
-    size_t bcols = implicit ? (size_t)g.h_out * (g.w_in + g.pl + g.pr) : cols;
+    size_t bcols = implicit ? (size_t)g.h_out * padded_pitch(&g) : cols;
     const cvy_gemm *gk = own ? kern->gemm : NULL;
     if (own && kern->gemm_few && !wino && k >= FEW_MIN_K &&
         (bcols <= FEW_COLS || (!implicit && conv_chunk(cols, k) <= FEW_COLS)))
@@ -527,12 +533,13 @@ static cvy_status plan_conv(builder *b, int i)
             int cin_g = g.c_in / g.group;
             st->implicit = 1;
             st->hp = g.h_in + g.pt + g.pb;
-            st->wp = g.w_in + g.pl + g.pr;
+            st->wp = padded_pitch(&g);
             int rows = (g.h_out + 1) / 2, cap = 1024 / st->wp;
             if (rows > cap) rows = cap;
             st->chunk = rows < 1 ? 1 : rows;
             st->tasks = g.group * ((g.h_out + st->chunk - 1) / st->chunk);
-            st->scratch = (size_t)cin_g * st->hp * st->wp + (size_t)(g.kw - 1) * g.dw + 16;
+            st->scratch =
+                (size_t)cin_g * st->hp * st->wp + (size_t)st->wp + (size_t)(g.kw - 1) * g.dw + 16;
             st->boff = malloc(k * sizeof(int32_t));
             if (!st->boff) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
             size_t q = 0;
