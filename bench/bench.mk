@@ -46,3 +46,13 @@ bench-compare: $(CLI) | deps-tools
 	$(PYTHON) tools/bench_compare.py --convoy $(CLI) --build $(BUILD) --cvy-dir $(BENCH_CVY) \
 		--models "$(MODELS)" --seconds $(SECONDS) --threads $(THREADS) --rounds $(ROUNDS) \
 		$(if $(BENCH_JSON),--json $(BENCH_JSON))
+
+# `make bench-gemm`: the own GEMMs' GFLOP/s on one core, hot and cold weights, next to the
+# FMA peak (bench/gemm_bench.c). A benchmark, not a test.
+GEMM_BENCH := $(BUILD)/gemm_bench
+$(GEMM_BENCH): bench/gemm_bench.c $(LIB) | $(DEPS_STAMP)
+	$(CC) $(ALL_CFLAGS) -o $@ bench/gemm_bench.c $(LIB) $(PKG_LIBS)
+
+.PHONY: bench-gemm
+bench-gemm: $(GEMM_BENCH)
+	$(GEMM_BENCH)
