@@ -40,7 +40,7 @@ __attribute__((target("avx512f"))) static double peak_gflops(void)
 static double best_s(const cvy_gemm *g, const float *packed, int m, int k, int n, const float *b,
                      float *c, int cold, char *junk, size_t njunk, int reps)
 {
-    gemm_b bs = {b, (size_t)n, NULL, 0, 0};
+    gemm_b bs = {.b = b, .ldb = (size_t)n};
     act_params none = {ACT_NONE, 0, 0};
     double best = 1e9;
     for (int r = 0; r < reps; r++) {

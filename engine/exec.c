@@ -155,6 +155,19 @@ static void pad_rows(const float *x, float *pad, const step *s, int cin_g, int r
     }
 }
 
+/* B of a 1x1 conv: its input x (cols per channel), with the folded batch-norm prologue. */
+static gemm_b pointwise_b(const job *j, const float *x, int cols)
+{
+    const step *s = j->s;
+    gemm_b bs = {.b = x, .ldb = (size_t)cols};
+    if (s->pre_w != SIZE_MAX) {
+        bs.pre_scale = W(j, s->pre_w);
+        bs.pre_shift = W(j, s->pre_b);
+        bs.pre_act = &s->pre_act;
+    }
+    return bs;
+}
+
 /* One (image, group, chunk) of a GEMM conv, epilogue fused. Three ways to feed B: the input
  * itself (1x1), a padded copy read through row offsets (stride 1), or an im2col panel. */
 static void conv_gemm_task(void *arg, int task, int thread)
@@ -170,10 +183,10 @@ static void conv_gemm_task(void *arg, int task, int thread)
         const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
         float *scratch = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
         int k = g->c_in * g->kh * g->kw, n = cols;
-        gemm_b bs = {x, (size_t)cols, NULL, 0, 0}; /* 1x1: the input is B */
-        if (s->implicit) {                         /* the whole padded input */
+        gemm_b bs = pointwise_b(j, x, cols); /* 1x1: the input is B */
+        if (s->implicit) {                   /* the whole padded input */
             pad_rows(x, scratch, s, g->c_in, 0, g->h_out);
-            bs = (gemm_b){scratch, 0, s->boff, s->wp, g->w_out};
+            bs = (gemm_b){.b = scratch, .off = s->boff, .period = s->wp, .valid = g->w_out};
             n = g->h_out * s->wp;
         } else if (s->scratch) { /* the whole im2col panel */
             kern->im2col(x, scratch, g, g->c_in, 0, cols);
@@ -202,20 +215,20 @@ static void conv_gemm_task(void *arg, int task, int thread)
     if (s->implicit) {
         int r0 = chunk * s->chunk, r1 = r0 + s->chunk < g->h_out ? r0 + s->chunk : g->h_out;
         pad_rows(x, scratch, s, cin_g, r0, r1);
-        gemm_b bs = {scratch, 0, s->boff, s->wp, g->w_out};
+        gemm_b bs = {.b = scratch, .off = s->boff, .period = s->wp, .valid = g->w_out};
         const float *w = W(j, s->w_off) + (size_t)grp * s->gemm->packed_size(cout_g, k);
         s->gemm->run(w, cout_g, k, &bs, r0 * s->wp, (r1 - r0) * s->wp, y, (size_t)cols, bias, res,
                      (size_t)cols, &s->act);
         return;
     }
     int c0 = chunk * s->chunk, c1 = c0 + s->chunk < cols ? c0 + s->chunk : cols;
-    gemm_b bs = {x, (size_t)cols, NULL, 0, 0}; /* 1x1 stride 1: the input is B */
+    gemm_b bs = pointwise_b(j, x, cols); /* 1x1 stride 1: the input is B */
     int j0 = c0;
     float *yc = y;
     const float *rc = res;
     if (s->scratch != 0) { /* im2col panel of this chunk: its column 0 is output c0 */
         kern->im2col(x, scratch, g, cin_g, c0, c1);
-        bs = (gemm_b){scratch, (size_t)(c1 - c0), NULL, 0, 0};
+        bs = (gemm_b){.b = scratch, .ldb = (size_t)(c1 - c0)};
         j0 = 0;
         yc = y + c0;
         rc = res ? res + c0 : NULL;
@@ -262,7 +275,7 @@ static void wino_task(void *arg, int task, int thread)
     const float *u = W(j, s->w_off) + (size_t)(o0 / mr) * mr * cin;
     act_params none = {ACT_NONE, 0, 0};
     for (int q = 0; q < WINO_POS; q++) {
-        gemm_b bs = {v + (size_t)q * cin * WINO_CHUNK, WINO_CHUNK, NULL, 0, 0};
+        gemm_b bs = {.b = v + (size_t)q * cin * WINO_CHUNK, .ldb = WINO_CHUNK};
         s->gemm->run(u + (size_t)q * per, o1 - o0, cin, &bs, 0, nt,
                      mm + (size_t)q * ocs * WINO_CHUNK, WINO_CHUNK, NULL, NULL, 0, &none);
     }

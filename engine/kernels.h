@@ -44,6 +44,11 @@ typedef struct gemm_b {
     size_t ldb;
     const int32_t *off;
     int period, valid;
+    /* When pre_scale is set, row q of B is read as pre_act(pre_scale[q] * b + pre_shift[q]):
+     * a batch-norm + activation on the conv's input folded into its read. Plain strided B
+     * only (no padding to keep zero); cvy_gemm.prologue says whether a GEMM takes it. */
+    const float *pre_scale, *pre_shift;
+    const act_params *pre_act;
 } gemm_b;
 
 /* An own GEMM for convolutions. Weights are packed once at load by pack into panels of mr
@@ -57,6 +62,7 @@ typedef struct gemm_b {
 typedef struct cvy_gemm {
     const char *name;
     int mr, max_n;
+    int prologue; /* honours gemm_b.pre_scale */
     size_t (*packed_size)(int m, int k);
     void (*pack)(const float *a, int m, int k, float *packed);
     void (*run)(const float *packed, int m, int k, const gemm_b *b, int j0, int n, float *c,

@@ -106,7 +106,10 @@ static void strip_map_init(strip_map *sm, const gemm_b *bs, int j, int nc)
 }
 
 /* Copies rows [q0, q0 + kc) of B's columns [j, j + nc) into bp, NR floats per row, zeros
- * past nc, so the micro-kernel reads one contiguous, L1-resident strip. */
+ * past nc (the prologue, when set, makes them something else: those columns are dropped),
+ * so the micro-kernel reads one contiguous, L1-resident strip. The prologue rounds the
+ * product and the sum apart, as the depthwise kernel does for a standalone batch-norm, so
+ * folding it changes no result. */
 static void pack_strip(const gemm_b *bs, int j, int nc, int q0, int kc, float *bp)
 {
     __mmask16 mk[NV];
@@ -114,9 +117,20 @@ static void pack_strip(const gemm_b *bs, int j, int nc, int q0, int kc, float *b
     for (int q = 0; q < kc; q++) {
         const float *src =
             bs->off ? bs->b + bs->off[q0 + q] + j : bs->b + (size_t)(q0 + q) * bs->ldb + j;
+        float *dst = bp + (size_t)q * NR;
+        if (!bs->pre_scale) {
+            for (int v = 0; v < NV; v++)
+                _mm512_store_ps(dst + 16 * v, _mm512_maskz_loadu_ps(mk[v], src + 16 * v));
+            continue;
+        }
+        __m512 sc = _mm512_set1_ps(bs->pre_scale[q0 + q]),
+               sh = _mm512_set1_ps(bs->pre_shift[q0 + q]);
         for (int v = 0; v < NV; v++)
-            _mm512_store_ps(bp + (size_t)q * NR + 16 * v,
-                            _mm512_maskz_loadu_ps(mk[v], src + 16 * v));
+            _mm512_store_ps(
+                dst + 16 * v,
+                act16(_mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk[v], src + 16 * v), sc),
+                                    sh),
+                      bs->pre_act));
     }
 }
 
@@ -221,7 +235,7 @@ static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, in
     }
 }
 
-static const cvy_gemm GEMM_LANES = {"lanes=columns", MR, 0, packed_size, pack, gemm};
+static const cvy_gemm GEMM_LANES = {"lanes=columns", MR, 0, 1, packed_size, pack, gemm};
 
 /* ---- GEMM for few columns: output channels in the lanes ---------------------------------
  * For small maps (7x7, 14x14, Winograd tiles of small maps) 16 columns per vector waste
@@ -282,8 +296,8 @@ static inline __attribute__((always_inline)) void few_tile(const float *ap, size
         break;
 #define FEW_CASES(L)                                                                               \
     FEW_CASE(L, 1)                                                                                 \
-    FEW_CASE(L, 2) FEW_CASE(L, 3) FEW_CASE(L, 4) FEW_CASE(L, 5) FEW_CASE(L, 6) FEW_CASE(L, 7)      \
-        FEW_CASE(L, 8)
+    FEW_CASE(L, 2)                                                                                 \
+    FEW_CASE(L, 3) FEW_CASE(L, 4) FEW_CASE(L, 5) FEW_CASE(L, 6) FEW_CASE(L, 7) FEW_CASE(L, 8)
 
 /* few_tile with live and nj as constants, so the accumulators stay in registers. */
 static void few_tile_any(const float *ap, size_t ps, int kc, const float *b, const int32_t *off,
@@ -358,7 +372,7 @@ static void gemm_few(const float *packed, int m, int k, const gemm_b *bs, int j0
     }
 }
 
-static const cvy_gemm GEMM_FEW = {"lanes=channels", FMR,      FEW_MAX_N,
+static const cvy_gemm GEMM_FEW = {"lanes=channels", FMR,      FEW_MAX_N, 0,
                                   few_packed_size,  few_pack, gemm_few};
 
 /* ---- fully connected: the AVX2 kernel's blocking on 16 lanes --------------------------- */

@@ -85,6 +85,7 @@ static step *new_step(builder *b, int node, step_kind kind, const char *algo)
     const fmt_node *n = &b->fm->nodes[node];
     s->kind = kind;
     s->algo = algo;
+    s->pre_w = s->pre_b = SIZE_MAX;
     memcpy(s->name, n->name, sizeof s->name);
     snprintf(s->op, sizeof s->op, "%s", fmt_op_name(n->op));
     s->residual = -1;
@@ -368,6 +369,35 @@ static cvy_status fold_bn(builder *b, int bn, int oc, size_t k, float *w, float 
     return CVY_OK;
 }
 
+/* Folds a standalone batch-norm + activation step ("affine", DenseNet's and pre-activation
+ * ResNets' norm-relu before a 1x1 conv) into the 1x1 conv st that follows it and alone reads
+ * its output: the conv's GEMM applies it while packing its input, and the normalised map is
+ * never written out. st is the last step, the affine one the step before. */
+static void fuse_prologue(builder *b, step *st)
+{
+    plan *p = b->p;
+    if (p->n_steps < 2 || !st->gemm || !st->gemm->prologue || st->implicit || st->scratch ||
+        st->g.kh != 1 || st->g.kw != 1 || st->g.sh != 1 || st->g.sw != 1 || st->g.group != 1)
+        return;
+    step *a = &p->steps[p->n_steps - 2];
+    if (a->kind != S_CONV_DW || strcmp(a->algo, "affine") != 0 || a->out != st->in[0] ||
+        sole_consumer(b, (uint32_t)a->out) < 0 || p->values[a->out].root != a->out)
+        return;
+    for (int u = 0; u < p->n_values; u++)
+        if (u != a->out && p->values[u].root == a->out) return; /* it has views */
+    step f = *st;
+    f.in[0] = a->in[0];
+    f.pre_w = a->w_off;
+    f.pre_b = a->b_off;
+    f.pre_act = a->act;
+    f.params += a->params;
+    f.flops += a->flops;
+    snprintf(f.op, sizeof f.op, "%.31s+%.31s", a->op, st->op);
+    p->values[a->out].used = 0; /* never materialised */
+    *a = f;
+    p->n_steps--;
+}
+
 static cvy_status plan_conv(builder *b, int i)
 {
     const fmt_node *n = &b->fm->nodes[i];
@@ -564,6 +594,7 @@ static cvy_status plan_conv(builder *b, int i)
             st->tasks = (g.c_out + st->rows - 1) / st->rows;
             if (!pointwise && !implicit) st->scratch = k * cols;
         }
+        if (pointwise) fuse_prologue(b, st);
     } else {
         if (kind == S_CONV_DW)
             channel_blocks(st, g.c_out);

@@ -82,6 +82,10 @@ typedef struct step {
     int splits;     /* Winograd: output-channel parts per tile chunk (2 when <= 3 chunks) */
     int hp, wp;     /* implicit: padded input size */
     int32_t *boff;  /* implicit: offset of each k row in the padded input (owned) */
+    /* 1x1 conv: a batch-norm + activation of its input applied as the GEMM reads it (scale at
+     * pre_w, shift at pre_b, SIZE_MAX: none) */
+    size_t pre_w, pre_b;
+    act_params pre_act;
 } step;
 
 typedef struct plan {

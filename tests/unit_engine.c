@@ -216,6 +216,37 @@ static uint32_t build_pointwise(fmt_model *m, int v)
     return tm_node(m, OP_ADD, 2, add, NULL, NULL, "add");
 }
 
+/* A pre-activation block (DenseNet, ResNet v2): 3x3 conv whose output is also the residual,
+ * then a standalone batch-norm + ReLU (or ReLU6) read only by a 1x1 conv, which folds it into
+ * its input reads on the AVX-512 path; odd variants give the batch-norm a second reader,
+ * which keeps it a step of its own. */
+static uint32_t build_preact(fmt_model *m, int v)
+{
+    int c = tm_randint(1, 15), h = tm_randint(1, 20), w = tm_randint(1, 20); /* no Winograd */
+    int co = tm_randint(1, 70);
+    uint32_t x = tm_begin(m, c, h, w);
+    int32_t k1[16] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1}, k3[16] = {3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    int w3[4] = {c, c, 3, 3}, w1[4] = {co, c, 1, 1}, cd[1] = {c}, wb[4] = {c, co, 1, 1};
+    uint32_t a[2] = {x, tm_weight(m, 4, w3, 0.3f)};
+    uint32_t y = tm_node(m, OP_CONV, 2, a, k3, NULL, "conv3");
+    uint32_t bn[5] = {y, tm_weight(m, 1, cd, 1.0f), tm_weight(m, 1, cd, 0.5f),
+                      tm_weight(m, 1, cd, 0.5f), tm_weight(m, 1, cd, 0.0f)};
+    float *var = (float *)m->tensors[bn[4]].data;
+    for (int q = 0; q < c; q++) var[q] = 0.5f + var[q] * var[q];
+    uint32_t z = tm_node(m, OP_BATCHNORM, 5, bn, NULL, (float[8]){1e-5f}, "bn");
+    z = v % 4 < 2 ? tm_node(m, OP_RELU, 1, &z, NULL, NULL, "relu")
+                  : tm_node(m, OP_CLIP, 1, &z, NULL, (float[8]){0.0f, 6.0f}, "relu6");
+    uint32_t p1[2] = {z, tm_weight(m, 4, w1, 0.3f)};
+    uint32_t u = tm_node(m, OP_CONV, 2, p1, k1, NULL, "conv1");
+    uint32_t p2[2] = {u, tm_weight(m, 4, wb, 0.3f)};
+    u = tm_node(m, OP_CONV, 2, p2, k1, NULL, "back");
+    uint32_t add[2] = {u, y};
+    u = tm_node(m, OP_ADD, 2, add, NULL, NULL, "add");
+    if (v % 2 == 0) return u;
+    uint32_t add2[2] = {u, z}; /* a second reader of the normalised map */
+    return tm_node(m, OP_ADD, 2, add2, NULL, NULL, "add2");
+}
+
 /* A MobileNetV2 block: 1x1 expand + ReLU6, 3x3 depthwise (stride 1 or 2) + ReLU6, 1x1
  * project, plus the input when the shapes allow; odd variants add a depthwise conv without
  * activation straight into a residual Add. Channel counts cross the fused block sizes. */
@@ -443,6 +474,23 @@ END_TEST
 START_TEST(inverted_matches_reference)
 {
     for (int v = 0; v < 20; v++) compare(build_inverted, v, 1 + v % 3, "inverted");
+}
+END_TEST
+
+START_TEST(preact_matches_reference)
+{
+    for (int v = 0; v < 12; v++) compare(build_preact, v, 1 + v % 3, "preact");
+    fmt_model m; /* folded when the 1x1 conv alone reads it */
+    tm_seed(5);
+    cvy_model *model = tm_load(eng_opt, &m, build_preact(&m, 0));
+    int folded = 0;
+    for (int l = 0; l < cvy_model_layer_count(model); l++) {
+        cvy_layer_info li;
+        ck_assert_int_eq(cvy_model_layer(model, l, &li), CVY_OK);
+        folded += strncmp(li.op, "BatchNormalization+Relu+Conv", 28) == 0;
+    }
+    ck_assert_int_eq(folded, strcmp(cvy_engine_isa(eng_opt), "avx512") == 0);
+    cvy_model_free(model);
 }
 END_TEST
 
@@ -812,6 +860,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, pointwise_matches_reference);
     tcase_add_test(tc, concat_in_place_matches_copy);
     tcase_add_test(tc, inverted_matches_reference);
+    tcase_add_test(tc, preact_matches_reference);
     tcase_add_test(tc, net_matches_reference);
     tcase_add_test(tc, fusion_is_planned);
     tcase_add_test(tc, batchnorm_folding_is_exact);

@@ -370,7 +370,7 @@ START_TEST(gemm_avx512_matches_reference)
                 want[(size_t)i * ldc + j] = cvy_act1(v, act);
             }
         gk->pack(a, m, k, p);
-        gemm_b bs = {b, ldb, NULL, 0, 0};
+        gemm_b bs = {.b = b, .ldb = ldb};
         gk->run(p, m, k, &bs, 0, n, c1, ldc, bias, r, ldc, act);
         ck_assert_msg(tm_err(c1, want, (size_t)m * ldc, 1e-5, 1e-4) <= 1.0, "trial %d", trial);
         int split = tm_randint(1, n); /* the same columns in two calls */
@@ -382,7 +382,7 @@ START_TEST(gemm_avx512_matches_reference)
         if (nv * 1 > (int)ldb) nv = (int)ldb;
         int32_t *off = malloc((size_t)k * sizeof(int32_t));
         for (int q = 0; q < k; q++) off[q] = (int32_t)((size_t)q * ldb);
-        gemm_b vb = {b, 0, off, period, valid};
+        gemm_b vb = {.b = b, .off = off, .period = period, .valid = valid};
         memset(c2, 0, (size_t)m * ldc * 4);
         gk->run(p, m, k, &vb, 0, nv, c2, ldc, bias, NULL, ldc, act);
         for (int i = 0; i < m; i++)
@@ -433,7 +433,8 @@ START_TEST(gemm_few_matches_gemm)
         const act_params *act = &ACTS[trial % N_ACTS];
         const float *r = trial % 4 < 2 ? res : NULL;
         const float *bi = trial % 5 ? bias : NULL;
-        gemm_b bs = period ? (gemm_b){b, 0, off, period, valid} : (gemm_b){b, ldb, NULL, 0, 0};
+        gemm_b bs = period ? (gemm_b){.b = b, .off = off, .period = period, .valid = valid}
+                           : (gemm_b){.b = b, .ldb = ldb};
         gl->run(pl, m, k, &bs, j0, n, c1, ldc, bi, r, ldc, act);
         gf->run(pf, m, k, &bs, j0, n, c2, ldc, bi, r, ldc, act);
         ck_assert_msg(memcmp(c1, c2, (size_t)m * ldc * 4) == 0,
