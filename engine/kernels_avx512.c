@@ -1,6 +1,7 @@
 /* kernels_avx512.c - AVX-512 kernels, built with AVX-512 flags for this file only and chosen
  * at run time. The table starts as a copy of the AVX2 one and replaces what has an AVX-512
- * version: today the convolution GEMM (OpenBLAS is pinned to its AVX2 kernel here). */
+ * version: the two convolution GEMMs (OpenBLAS is pinned to its AVX2 kernel here), fully
+ * connected layers, depthwise convolution, max pooling and the Winograd transforms. */
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
