@@ -217,7 +217,7 @@ void srv_handle(srv_req *r)
         break;
     case R_READYZ: {
         char why[512];
-        if (atomic_load(&r->app->draining))
+        if (r->draining)
             srv_respond_json(r, 503,
                              json_pack("{s:s,s:s}", "status", "not_ready", "reason",
                                        "draining: the server is shutting down"));

@@ -131,7 +131,7 @@ static void queue(srv_req *r, int status, struct MHD_Response *resp)
     snprintf(id, sizeof id, "%llu", (unsigned long long)r->id);
     MHD_add_response_header(resp, "X-Request-Id", id);
     if (r->model) MHD_add_response_header(resp, "X-Model-Version", r->model->hash);
-    if (atomic_load(&r->app->draining) || r->body_too_large || r->close)
+    if (r->draining || r->body_too_large || r->close)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     if (status == 503) MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
     if (status == 405)
@@ -541,6 +541,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         r->conn = conn;
         r->url = url;
         r->t0_ns = srv_now_ns();
+        r->draining = atomic_load(&app->draining);
         r->id = atomic_fetch_add(&app->next_id, 1) + 1;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -577,7 +578,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_YES;
         }
         if (want_post) {
-            if (atomic_load(&app->draining)) {
+            if (r->draining) {
                 srv_respond_error(r, 503, "draining", "the server is shutting down");
                 return MHD_YES;
             }

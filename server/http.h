@@ -82,6 +82,8 @@ struct srv_req {
     size_t len, cap;
     int body_too_large;
     int close;     /* answer with Connection: close */
+    int draining;  /* SIGTERM had been seen when the request arrived: one answer for its
+                    * readiness and its Connection header */
     int responded;
 
     /* batch job */

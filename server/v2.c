@@ -225,8 +225,7 @@ void srv_v2_handle(srv_req *r)
         srv_respond_json(r, 200, json_pack("{s:b}", "live", 1));
         break;
     case R_V2_READY: {
-        int ok =
-            !atomic_load(&r->app->draining) && srv_registry_ready(r->app->reg, why, sizeof why);
+        int ok = !r->draining && srv_registry_ready(r->app->reg, why, sizeof why);
         srv_respond_json(r, ok ? 200 : 503, json_pack("{s:b}", "ready", ok));
         break;
     }
@@ -235,7 +234,7 @@ void srv_v2_handle(srv_req *r)
         break;
     case R_V2_MODEL_READY: {
         if (srv_req_model(r) < 0) break;
-        int ok = !atomic_load(&r->app->draining);
+        int ok = !r->draining;
         srv_respond_json(r, ok ? 200 : 503,
                          json_pack("{s:s,s:b}", "name", r->model->name, "ready", ok));
         break;
