@@ -762,34 +762,6 @@ static cvy_status plan_binary(builder *b, int i)
 
 /* ---- Concat, views, Gemm, Softmax -------------------------------------------------------- */
 
-/* A concat whose inputs are each one contiguous slab per image (outer == 1) needs no copy
- * when every input is written by an earlier step straight into its slab: each input becomes
- * a view of the output at its offset (image stride = the output's size, see value). Allowed
- * when every input is an unshared root value, produced by a step that addresses its output
- * per image (not Gemm or a copy) and read by nothing but this concat. Returns 1 when done. */
-static int concat_in_place(builder *b, const step *st)
-{
-    plan *p = b->p;
-    for (int q = 0; q < st->n_in; q++) {
-        int t = st->in[q], producer = -1;
-        if (sole_consumer(b, (uint32_t)t) < 0 || p->values[t].root != t || t == p->input) return 0;
-        for (int u = 0; u < p->n_values; u++)
-            if (u != t && p->values[u].root == t) return 0; /* t has views of its own */
-        for (int k = 0; k < p->n_steps - 1; k++)
-            if (p->steps[k].out == t) producer = k;
-        if (producer < 0 || p->steps[producer].kind == S_GEMM || p->steps[producer].kind == S_COPY)
-            return 0;
-    }
-    size_t off = 0;
-    for (int q = 0; q < st->n_in; q++) {
-        value *v = &p->values[st->in[q]];
-        v->root = st->out;
-        v->view_off = off;
-        off += st->inner[q];
-    }
-    return 1;
-}
-
 /* Whether node op reads its activation inputs per image at the root's stride, so it may
  * read a value that is a prefix view of a larger one. */
 static int reads_views(uint32_t op)
@@ -823,16 +795,15 @@ static int readers_read_views(builder *b, uint32_t t)
 #define CHAIN_MAX 512 /* feature maps a dense block may concatenate */
 
 /* Appends to list (n entries so far) what concat node c concatenates, with inputs made by
- * concat nodes of the same axis expanded (the importer nests long concats); producer maps
- * a value to its node or -1. Returns the new count, -1 past CHAIN_MAX. */
-static int concat_leaves(const fmt_model *fm, const int *producer, uint32_t c, uint32_t *list,
-                         int n)
+ * concat nodes of the same axis expanded (the importer nests long concats). Returns the new
+ * count, -1 past CHAIN_MAX. */
+static int concat_leaves(const builder *b, uint32_t c, uint32_t *list, int n)
 {
-    const fmt_node *nd = &fm->nodes[c];
+    const fmt_node *nd = &b->fm->nodes[c];
     for (uint32_t k = 0; k < nd->n_in && n >= 0; k++) {
-        int pn = producer[nd->in[k]];
-        if (pn >= 0 && fm->nodes[pn].op == OP_CONCAT && fm->nodes[pn].ia[0] == nd->ia[0])
-            n = concat_leaves(fm, producer, (uint32_t)pn, list, n);
+        int pn = b->producer[nd->in[k]];
+        if (pn >= 0 && b->fm->nodes[pn].op == OP_CONCAT && b->fm->nodes[pn].ia[0] == nd->ia[0])
+            n = concat_leaves(b, (uint32_t)pn, list, n);
         else if (n == CHAIN_MAX)
             n = -1;
         else
@@ -858,26 +829,26 @@ static int chain_leaf_ok(builder *b, int t, int r, size_t off)
     return producer >= 0 && p->steps[producer].kind != S_GEMM && p->steps[producer].kind != S_COPY;
 }
 
-/* Dense-block concats (DenseNet): concats along channels whose feature lists (nested
- * concats expanded) are each a prefix of the next. All of them and their feature maps become
- * views of the longest one's output, so every feature map is written once into its slice
- * and nothing is copied. Node i's output must be read only by view readers (unless it is
- * that longest one). Returns 1 when the concat needs no step. */
-static int concat_chain(builder *b, int i, int axis)
+/* A concat whose inputs are each one contiguous slab per image (outer == 1) needs no copy
+ * when every input is written by an earlier step straight into its slab: the inputs become
+ * views of the output. Dense blocks (DenseNet) chain such concats, each one's feature list
+ * (nested concats expanded) a prefix of the next: all of them and their feature maps become
+ * views of the longest one's output, so every feature map is written once into its slice.
+ * Node i's output must then be read only by view readers (unless it is that longest one),
+ * and no feature map may appear twice (it would need two slices). Returns 1 when the concat
+ * needs no step. */
+static int concat_in_place(builder *b, int i)
 {
     const fmt_model *fm = b->fm;
     plan *p = b->p;
     int ok = 0, top = i, nl, ntop;
-    int *producer = malloc(fm->n_tensors * sizeof *producer);
     uint32_t *leaves = malloc(2 * CHAIN_MAX * sizeof *leaves), *other = leaves + CHAIN_MAX;
-    if (!producer || !leaves || axis != 0) goto done;
-    for (uint32_t t = 0; t < fm->n_tensors; t++) producer[t] = -1;
-    for (uint32_t c = 0; c < fm->n_nodes; c++) producer[fm->nodes[c].out] = (int)c;
-    ntop = nl = concat_leaves(fm, producer, (uint32_t)i, leaves, 0);
+    if (!leaves) goto done;
+    ntop = nl = concat_leaves(b, (uint32_t)i, leaves, 0);
     if (nl < 1) goto done;
     for (uint32_t c = 0; c < fm->n_nodes; c++) {
         if (fm->nodes[c].op != OP_CONCAT || fm->nodes[c].ia[0] != fm->nodes[i].ia[0]) continue;
-        int no = concat_leaves(fm, producer, c, other, 0);
+        int no = concat_leaves(b, c, other, 0);
         if (no > ntop && memcmp(other, leaves, (size_t)nl * sizeof *leaves) == 0)
             top = (int)c, ntop = no;
     }
@@ -885,6 +856,8 @@ static int concat_chain(builder *b, int i, int axis)
     if (top != i && !readers_read_views(b, fm->nodes[i].out)) goto done;
     size_t off = 0;
     for (int q = 0; q < nl; q++) {
+        for (int e = 0; e < q; e++)
+            if (leaves[e] == leaves[q]) goto done;
         if (!chain_leaf_ok(b, (int)leaves[q], r, off)) goto done;
         off += p->values[leaves[q]].size;
     }
@@ -905,7 +878,6 @@ static int concat_chain(builder *b, int i, int axis)
     }
     ok = 1;
 done:
-    free(producer);
     free(leaves);
     return ok;
 }
@@ -941,8 +913,7 @@ static cvy_status plan_concat(builder *b, int i)
     if (dims[axis] > (int)FMT_MAX_DIM) return NODE_FAIL(b, i, CVY_ERR_SHAPE, "too large");
     set_shape(val(b, n->out), r, dims);
     st->tasks = 1;
-    if (st->outer == 1 && (concat_chain(b, i, axis) || concat_in_place(b, st)))
-        b->p->n_steps--; /* no copy left to do */
+    if (st->outer == 1 && concat_in_place(b, i)) b->p->n_steps--; /* no copy left to do */
     return CVY_OK;
 }
 

@@ -197,6 +197,20 @@ static uint32_t build_concat(fmt_model *m, int v)
     return tm_node(m, OP_LEAKYRELU, 1, &y, NULL, (float[8]){0.3f}, "leaky");
 }
 
+/* One feature map concatenated with itself (and with a second one) along channels: each
+ * slice must hold it, so it cannot be written in place once. */
+static uint32_t build_concat_twice(fmt_model *m, int v)
+{
+    int c = tm_randint(1, 9), h = tm_randint(2, 8), w = tm_randint(2, 8);
+    uint32_t x = tm_begin(m, c, h, w);
+    uint32_t a = tm_node(m, OP_RELU, 1, &x, NULL, NULL, "a");
+    uint32_t b = v % 2 ? tm_node(m, OP_SIGMOID, 1, &x, NULL, NULL, "b") : a;
+    uint32_t in[3] = {a, b, a};
+    int32_t ia[16] = {0};
+    uint32_t y = tm_node(m, OP_CONCAT, 3, in, ia, NULL, "cat");
+    return tm_node(m, OP_LEAKYRELU, 1, &y, NULL, (float[8]){0.3f}, "leaky");
+}
+
 /* Wide 1x1 convs on small maps (more output channels than pixels: the planner splits their
  * rows over tasks), bias, relu6 and a residual add fused. */
 static uint32_t build_pointwise(fmt_model *m, int v)
@@ -432,6 +446,29 @@ END_TEST
 START_TEST(concat_matches_reference)
 {
     for (int v = 0; v < 12; v++) compare(build_concat, v, 1 + v % 3, "concat");
+    /* computed by hand too: the engines share the planner */
+    for (int v = 0; v < 4; v++) {
+        fmt_model m;
+        tm_seed(4000 + (unsigned)v);
+        cvy_model *model = tm_load(eng_opt, &m, build_concat_twice(&m, v));
+        int n = 1 + v % 3;
+        size_t in = cvy_model_input_size(model), on = cvy_model_output_size(model);
+        ck_assert_uint_eq(on, 3 * in);
+        float *x = malloc(n * in * sizeof(float));
+        tm_fill(x, n * in);
+        float *y = tm_run(model, n, x);
+        for (int i = 0; i < n; i++)
+            for (size_t q = 0; q < on; q++) {
+                float a = x[i * in + q % in], part = q / in == 1 && v % 2 ? 1.0f / (1.0f + expf(-a))
+                                                                           : (a > 0 ? a : 0.0f);
+                float want = part >= 0 ? part : 0.3f * part;
+                ck_assert_msg(fabsf(y[i * on + q] - want) <= 1e-6f + 1e-6f * fabsf(want),
+                              "concat twice %d image %d: output %zu %g != %g", v, i, q,
+                              y[i * on + q], want);
+            }
+        free(x), free(y);
+        cvy_model_free(model);
+    }
 }
 END_TEST
 
