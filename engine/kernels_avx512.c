@@ -86,9 +86,18 @@ typedef struct strip_map {
     int packed;
 } strip_map;
 
+/* Output position of B column j: j itself, or with a period the number of valid columns
+ * before it (the first valid one at or after it). */
+static size_t out_pos(const gemm_b *bs, int j)
+{
+    if (!bs->period) return (size_t)j;
+    int x = j % bs->period;
+    return (size_t)(j / bs->period) * bs->valid + (size_t)(x < bs->valid ? x : bs->valid);
+}
+
 static void strip_map_init(strip_map *sm, const gemm_b *bs, int j, int nc)
 {
-    sm->o = (size_t)j;
+    sm->o = out_pos(bs, j);
     sm->packed = bs->period != 0;
     for (int v = 0; v < NV; v++) {
         sm->vm[v] = nc > 16 * v ? cols_mask(nc - 16 * v) : 0;
@@ -103,7 +112,6 @@ static void strip_map_init(strip_map *sm, const gemm_b *bs, int j, int nc)
         sm->vm[v] = (__mmask16)(bits >> (16 * v));
         sm->at[v] = v ? sm->at[v - 1] + __builtin_popcount(sm->vm[v - 1]) : 0;
     }
-    sm->o = (size_t)(j / bs->period) * bs->valid + (size_t)(x < bs->valid ? x : bs->valid);
 }
 
 /* Copies rows [q0, q0 + kc) of B's columns [j, j + nc) into bp, NR floats per row, zeros
@@ -333,11 +341,7 @@ static void gemm_few(const float *packed, int m, int k, const gemm_b *bs, int j0
         nout += run;
         j += run;
     }
-    size_t o0 = (size_t)j0; /* output position of the first valid column */
-    if (bs->period) {
-        int x = j0 % bs->period;
-        o0 = (size_t)(j0 / bs->period) * bs->valid + (size_t)(x < bs->valid ? x : bs->valid);
-    }
+    size_t o0 = out_pos(bs, j0); /* output position of the first valid column */
     __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     __m512i idx_c = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ldc));
     __m512i idx_r = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ldres));
