@@ -112,7 +112,8 @@ float *cvy_context_input(cvy_context *c) { return c->input; }
 typedef struct job {
     cvy_context *c;
     const step *s;
-    int img0, n; /* images [img0, img0 + n) */
+    int img0, n;     /* images [img0, img0 + n) */
+    const float *fc; /* S_GEMM: the images' input rows, contiguous (run_step) */
 } job;
 
 static const float *W(const job *j, size_t off)
@@ -313,18 +314,14 @@ static void channel_task(void *arg, int task, int thread)
         k->avgpool(x, y, &s->g, c0, c1, s->count_pad);
 }
 
-/* Fully connected: output neurons [o0, o1) for all images of the job, activation fused. The
- * input rows are the images' own when contiguous (one image, or the graph input), else the
- * copies run_step made in fc_in. */
+/* Fully connected: output neurons [o0, o1) for all images of the job, activation fused. */
 static void gemm_task(void *arg, int task, int thread)
 {
     (void)thread;
     const job *j = arg;
     const step *s = j->s;
     int o0 = task * GEMM_CHUNK, o1 = o0 + GEMM_CHUNK < s->nout ? o0 + GEMM_CHUNK : s->nout;
-    const float *x = j->c->ptr[s->in[0]] + j->img0 * istride(j, s->in[0]);
-    if (j->n > 1 && istride(j, s->in[0]) != (size_t)s->k) x = j->c->fc_in;
-    j->c->m->plan.kern->fc(x, j->n, s->k, W(j, s->w_off), o0, o1, W(j, s->b_off),
+    j->c->m->plan.kern->fc(j->fc, j->n, s->k, W(j, s->w_off), o0, o1, W(j, s->b_off),
                            j->c->ptr[s->out] + j->img0 * istride(j, s->out), istride(j, s->out),
                            &s->act);
 }
@@ -437,15 +434,18 @@ static cvy_task_fn step_fn(const step *s, int *per_image)
 /* Step s for images [img0, img0 + n), its tasks spread over the pool. */
 static void run_step(cvy_context *c, const step *s, int img0, int n)
 {
-    job j = {c, s, img0, n};
+    job j = {c, s, img0, n, NULL};
     int per, threads = s->flops * n < PARALLEL_MIN_FLOPS ? 1 : c->threads;
     cvy_task_fn fn = step_fn(s, &per);
-    if (s->kind == S_GEMM) { /* one job over all images, rows gathered when strided */
+    if (s->kind == S_GEMM) { /* one job over all images: their rows, gathered when strided */
         size_t st = istride(&j, s->in[0]);
-        if (n > 1 && st != (size_t)s->k)
+        j.fc = c->ptr[s->in[0]] + (size_t)img0 * st;
+        if (n > 1 && st != (size_t)s->k) {
             for (int i = 0; i < n; i++)
-                memcpy(c->fc_in + (size_t)i * s->k, c->ptr[s->in[0]] + (size_t)(img0 + i) * st,
+                memcpy(c->fc_in + (size_t)i * s->k, j.fc + (size_t)i * st,
                        (size_t)s->k * sizeof(float));
+            j.fc = c->fc_in;
+        }
         cvy_pool_run(c->m->eng->pool, per, threads, fn, &j);
         return;
     }
@@ -458,7 +458,7 @@ static void image_chain_task(void *arg, int img, int thread)
     cvy_context *c = arg;
     const plan *p = &c->m->plan;
     for (int i = 0; i < c->split; i++) {
-        job j = {c, &p->steps[i], img, 1};
+        job j = {c, &p->steps[i], img, 1, NULL}; /* steps before split: no fully connected */
         int per;
         cvy_task_fn fn = step_fn(j.s, &per);
         for (int t = 0; t < per; t++) fn(&j, t, thread);
@@ -491,7 +491,7 @@ cvy_status cvy_context_run(cvy_context *c, int n, const float *input, float *out
         if (c->profiling) c->layer_ms[i] = now_ms() - t0;
     }
     cvy_fpu_leave(fpu);
-    job j = {c, NULL, 0, n};
+    job j = {c, NULL, 0, n, NULL};
     for (int i = 0; i < n; i++)
         memcpy(output + (size_t)i * c->m->out_size,
                c->ptr[p->output] + (size_t)i * istride(&j, p->output),
