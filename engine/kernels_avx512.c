@@ -71,7 +71,13 @@ static void pack_panels(const float *a, int m, int k, int mr, float *out)
             }
 }
 
-static size_t packed_size(int m, int k) { return (size_t)((m + MR - 1) / MR) * MR * (size_t)k; }
+/* Floats pack_panels writes for an m x k matrix in panels of mr rows. */
+static size_t panels_size(int m, int k, int mr)
+{
+    return (size_t)((m + mr - 1) / mr) * mr * (size_t)k;
+}
+
+static size_t packed_size(int m, int k) { return panels_size(m, k, MR); }
 static void pack(const float *a, int m, int k, float *out) { pack_panels(a, m, k, MR, out); }
 
 static inline __mmask16 cols_mask(int n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
@@ -257,10 +263,7 @@ static const cvy_gemm GEMM_LANES = {"lanes=columns", MR, 0, 1, packed_size, pack
 #define FKC       128 /* k rows per block: 3 x 128 x 16 floats = 24 KB of A */
 #define FEW_MAX_N 64  /* columns per call at most */
 
-static size_t few_packed_size(int m, int k)
-{
-    return (size_t)((m + FMR - 1) / FMR) * FMR * (size_t)k;
-}
+static size_t few_packed_size(int m, int k) { return panels_size(m, k, FMR); }
 static void few_pack(const float *a, int m, int k, float *out) { pack_panels(a, m, k, FMR, out); }
 
 /* live panels (vectors of rows) x nj columns over kc rows of k: ap is panel 0 at this k
