@@ -98,10 +98,14 @@ typedef struct cvy_kernels {
     /* Elementwise y = a + b or a * b over n elements (mul = 0 / 1). */
     void (*binary)(const float *a, const float *b, float *y, size_t n, int mul);
     /* Fully connected, y[i*ldy + o] = act(bias[o] + dot(x_i, w_o)) for images i < n and
-     * outputs o in [o0, o1); x (n, k) rows, w (nout, k) rows. Each element's arithmetic is
-     * the same whatever n and the block it falls in, so batching never changes a result. */
+     * outputs o in [o0, o1); x (n, k) rows, w the (nout, k) rows as fc_pack laid them out
+     * (as they are when fc_pack is NULL). Each element's arithmetic is the same whatever n
+     * and the block it falls in, so batching never changes a result. */
     void (*fc)(const float *x, int n, int k, const float *w, int o0, int o1, const float *bias,
                float *y, size_t ldy, const act_params *act);
+    /* fc's weight layout, made once at load: fc_packed_size(nout, k) floats. NULL: rows. */
+    size_t (*fc_packed_size)(int nout, int k);
+    void (*fc_pack)(const float *w, int nout, int k, float *packed);
     /* im2col, as cvy_im2col below (the reference). */
     void (*im2col)(const float *x, float *col, const conv_geom *g, int cin_g, int col0, int col1);
 

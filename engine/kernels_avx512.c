@@ -268,12 +268,12 @@ static void few_pack(const float *a, int m, int k, float *out) { pack_panels(a, 
 
 /* live panels (vectors of rows) x nj columns over kc rows of k: ap is panel 0 at this k
  * block (the others ps floats apart); B's row q is b + off[q] (off set) or b + q * ldb, at
- * the tile's first column; sums go to (first: from zero, else from) part[j * FNV * FMR +
- * 16 * v]. */
+ * the tile's first column, columns ldj apart; sums go to (first: from zero, else from)
+ * part[j * FNV * FMR + 16 * v]. */
 static inline __attribute__((always_inline)) void few_tile(const float *ap, size_t ps, int kc,
                                                            const float *b, const int32_t *off,
-                                                           size_t ldb, float *part, int first,
-                                                           const int live, const int nj)
+                                                           size_t ldb, size_t ldj, float *part,
+                                                           int first, const int live, const int nj)
 {
     __m512 acc[FNV][FNJ];
 #pragma GCC unroll 8
@@ -291,7 +291,7 @@ static inline __attribute__((always_inline)) void few_tile(const float *ap, size
         }
 #pragma GCC unroll 8
         for (int j = 0; j < nj; j++) {
-            __m512 bb = _mm512_set1_ps(bq[j]);
+            __m512 bb = _mm512_set1_ps(bq[j * ldj]);
 #pragma GCC unroll 3
             for (int v = 0; v < live; v++) acc[v][j] = _mm512_fmadd_ps(av[v], bb, acc[v][j]);
         }
@@ -304,23 +304,42 @@ static inline __attribute__((always_inline)) void few_tile(const float *ap, size
 
 #define FEW_CASE(L, J)                                                                             \
     case (L)*16 + (J):                                                                             \
-        few_tile(ap, ps, kc, b, off, ldb, part, first, L, J);                                      \
+        few_tile(ap, ps, kc, b, off, ldb, LDJ, part, first, L, J);                                 \
         break;
 #define FEW_CASES(L)                                                                               \
     FEW_CASE(L, 1)                                                                                 \
     FEW_CASE(L, 2)                                                                                 \
     FEW_CASE(L, 3) FEW_CASE(L, 4) FEW_CASE(L, 5) FEW_CASE(L, 6) FEW_CASE(L, 7) FEW_CASE(L, 8)
 
-/* few_tile with live and nj as constants, so the accumulators stay in registers. */
+/* few_tile with live and nj as constants, so the accumulators stay in registers: B's
+ * columns adjacent (convolutions) ... */
 static void few_tile_any(const float *ap, size_t ps, int kc, const float *b, const int32_t *off,
                          size_t ldb, float *part, int first, int live, int nj)
 {
+#define LDJ 1
     switch (live * 16 + nj) {
         FEW_CASES(1)
         FEW_CASES(2)
         FEW_CASES(3)
     default: break;
     }
+#undef LDJ
+}
+
+/* ... or ldj apart (fully connected: B's columns are the images' input rows). */
+static void few_tile_strided(const float *ap, size_t ps, int kc, const float *b, size_t ldj,
+                             float *part, int first, int live, int nj)
+{
+    const int32_t *off = NULL;
+    size_t ldb = 1;
+#define LDJ ldj
+    switch (live * 16 + nj) {
+        FEW_CASES(1)
+        FEW_CASES(2)
+        FEW_CASES(3)
+    default: break;
+    }
+#undef LDJ
 }
 
 /* The few-column GEMM (the gemm contract, n <= FEW_MAX_N). Columns are cut into tiles of up
@@ -383,38 +402,44 @@ static void gemm_few(const float *packed, int m, int k, const gemm_b *bs, int j0
 static const cvy_gemm GEMM_FEW = {"lanes=channels", FMR,      FEW_MAX_N, 0,
                                   few_packed_size,  few_pack, gemm_few};
 
-/* ---- fully connected: the AVX2 kernel's blocking on 16 lanes --------------------------- */
-
-/* Sums of NI x NO dot products of length k: x rows at stride k, w rows at stride k. Every
- * element gets the same arithmetic (16-lane FMA chain over k, masked tail, one reduction)
- * whatever NI and NO, so an image's outputs never depend on its batch. */
-#define FC_BLOCK(NI, NO)                                                                           \
-    static void dot##NI##x##NO(const float *x, int k, const float *w, float out[NI][NO])           \
-    {                                                                                              \
-        __m512 acc[NI][NO];                                                                        \
-        _Pragma("GCC unroll 4") for (int i = 0; i < NI; i++)                                       \
-            _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) acc[i][o] = _mm512_setzero_ps();  \
-        for (int q = 0; q < k; q += 16) {                                                          \
-            __mmask16 m = cols_mask(k - q);                                                        \
-            __m512 wv[NO];                                                                         \
-            _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) wv[o] =                           \
-                _mm512_maskz_loadu_ps(m, w + (size_t)o * k + q);                                   \
-            _Pragma("GCC unroll 4") for (int i = 0; i < NI; i++)                                   \
-            {                                                                                      \
-                __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)i * k + q);                       \
-                _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) acc[i][o] =                   \
-                    _mm512_fmadd_ps(xv, wv[o], acc[i][o]);                                         \
-            }                                                                                      \
-        }                                                                                          \
-        _Pragma("GCC unroll 4") for (int i = 0; i < NI; i++)                                       \
-            _Pragma("GCC unroll 4") for (int o = 0; o < NO; o++) out[i][o] =                       \
-                _mm512_reduce_add_ps(acc[i][o]);                                                   \
+/* ---- fully connected: output neurons in the lanes ---------------------------------------
+ * The weights packed in panels of 16 neurons (fc_pack, as the few-column GEMM's); a micro-
+ * tile is up to 3 panels x FNJ images, each image's input value broadcast. A block of 48
+ * neurons x FKC weights stays in L1 while up to FEW_MAX_N images pass it, so each weight
+ * comes from memory once per call, however many images (the row-dot kernels read every
+ * weight row once per 4 images). Every output is summed in k order from zero, then bias,
+ * then activation, whatever n and the tile it falls in: batching never changes a result. */
+static void fc_lanes(const float *x, int n, int k, const float *w, int o0, int o1,
+                     const float *bias, float *y, size_t ldy, const act_params *act)
+{
+    float part[FEW_MAX_N * FNV * FMR] __attribute__((aligned(64)));
+    size_t ps = (size_t)FMR * k;
+    int p0 = o0 / FMR, np = (o1 + FMR - 1) / FMR - p0, nt = (np + FNV - 1) / FNV;
+    for (int i0 = 0; i0 < n; i0 += FEW_MAX_N) {
+        int ni = n - i0 < FEW_MAX_N ? n - i0 : FEW_MAX_N;
+        for (int t = 0; t < nt; t++) { /* tiles of panels, as even as can be */
+            int pa = p0 + t * np / nt, live = p0 + (t + 1) * np / nt - pa;
+            for (int q0 = 0; q0 < k; q0 += FKC) {
+                int kc = k - q0 < FKC ? k - q0 : FKC;
+                const float *ap = w + (size_t)pa * ps + (size_t)q0 * FMR;
+                for (int i = 0; i < ni; i += FNJ)
+                    few_tile_strided(ap, ps, kc, x + (size_t)(i0 + i) * k + q0, (size_t)k,
+                                     part + i * FNV * FMR, q0 == 0, live,
+                                     ni - i < FNJ ? ni - i : FNJ);
+            }
+            for (int v = 0; v < live; v++) { /* rows [r, r + 16) of o0..o1 */
+                int r = (pa + v) * FMR;
+                __mmask16 mk = cols_mask(o1 - r);
+                if (r < o0) mk &= (__mmask16)(0xffffu << (o0 - r));
+                __m512 vb = _mm512_maskz_loadu_ps(mk, bias + r);
+                for (int i = 0; i < ni; i++) {
+                    __m512 s = _mm512_add_ps(_mm512_load_ps(part + i * FNV * FMR + 16 * v), vb);
+                    _mm512_mask_storeu_ps(y + (size_t)(i0 + i) * ldy + r, mk, act16(s, act));
+                }
+            }
+        }
     }
-FC_BLOCK(4, 4)
-FC_BLOCK(1, 4)
-FC_BLOCK(1, 1)
-
-#include "fc_blocked.h"
+}
 
 /* ---- depthwise convolution and max pooling: windows over rows of 16 outputs ------------- */
 
@@ -925,7 +950,9 @@ static void init(void)
     AVX512.name = "avx512";
     AVX512.gemm = &GEMM_LANES;
     AVX512.gemm_few = &GEMM_FEW;
-    AVX512.fc = fc_blocked;
+    AVX512.fc = fc_lanes;
+    AVX512.fc_packed_size = few_packed_size;
+    AVX512.fc_pack = few_pack;
     AVX512.depthwise = depthwise;
     AVX512.maxpool = maxpool;
     AVX512.wino_input = wino_input16;

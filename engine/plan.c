@@ -1002,13 +1002,25 @@ static cvy_status plan_gemm(builder *b, int i)
                 alpha * wget(wt, transb ? (size_t)o * k + j : (size_t)j * nout + o);
     for (int o = 0; o < nout && nb; o++)
         bias[o] = beta * wget(&b->fm->tensors[n->in[2]], nb == 1 ? 0 : (size_t)o);
-    step *st = new_step(b, i, S_GEMM, b->p->use_blas ? "fc-blocked" : "fc-ref");
+    const cvy_kernels *kern = b->p->kern;
+    step *st = new_step(b, i, S_GEMM,
+                        kern->fc_pack    ? "fc-lanes"
+                        : b->p->use_blas ? "fc-blocked"
+                                         : "fc-ref");
     if (!st) {
         free(w);
         free(bias);
         return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
     }
-    st->w_off = wpush(b, w, nw);
+    if (kern->fc_pack) { /* the kernel's own layout */
+        size_t np = kern->fc_packed_size(nout, k);
+        float *packed = malloc(np * sizeof(float));
+        if (packed) kern->fc_pack(w, nout, k, packed);
+        st->w_off = packed ? wpush(b, packed, np) : SIZE_MAX;
+        free(packed);
+    } else {
+        st->w_off = wpush(b, w, nw);
+    }
     st->b_off = wpush(b, bias, (size_t)nout);
     free(w);
     free(bias);

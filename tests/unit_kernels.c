@@ -315,7 +315,7 @@ START_TEST(fc_matches_reference_and_ignores_batch)
                                     cvy_cpu_has(CVY_ISA_AVX512) ? cvy_kernels_avx512() : opt()};
     for (int trial = 0; trial < 120; trial++) {
         const cvy_kernels *kt = tables[trial % 2];
-        int n = tm_randint(1, 9), k = tm_randint(1, 300), nout = tm_randint(1, 37);
+        int n = tm_randint(1, trial % 3 ? 9 : 70), k = tm_randint(1, 300), nout = tm_randint(1, 70);
         int o0 = tm_randint(0, nout - 1), o1 = tm_randint(o0 + 1, nout);
         float *x = malloc((size_t)n * k * 4), *w = malloc((size_t)nout * k * 4);
         float *bias = malloc((size_t)nout * 4);
@@ -323,13 +323,21 @@ START_TEST(fc_matches_reference_and_ignores_batch)
         float *y3 = calloc((size_t)nout, 4);
         tm_fill(x, (size_t)n * k), tm_fill(w, (size_t)nout * k), tm_fill(bias, (size_t)nout);
         const act_params *a = &ACTS[trial % N_ACTS];
+        float *wk = w; /* the weights in the kernel's layout */
+        if (kt->fc_pack) {
+            wk = malloc(kt->fc_packed_size(nout, k) * 4);
+            kt->fc_pack(w, nout, k, wk);
+        }
         cvy_kernels_ref()->fc(x, n, k, w, o0, o1, bias, y1, (size_t)nout, a);
-        kt->fc(x, n, k, w, o0, o1, bias, y2, (size_t)nout, a);
+        kt->fc(x, n, k, wk, o0, o1, bias, y2, (size_t)nout, a);
         ck_assert_msg(tm_err(y2, y1, (size_t)n * nout, 1e-5, 1e-5) <= 1.0, "trial %d", trial);
+        for (int i = 0; i < n * nout; i++) /* outputs outside [o0, o1) untouched */
+            if (i % nout < o0 || i % nout >= o1) ck_assert(y2[i] == 0.0f);
         for (int i = 0; i < n; i++) { /* one image alone gives the same bits */
-            kt->fc(x + (size_t)i * k, 1, k, w, o0, o1, bias, y3, (size_t)nout, a);
+            kt->fc(x + (size_t)i * k, 1, k, wk, o0, o1, bias, y3, (size_t)nout, a);
             ck_assert_mem_eq(y3 + o0, y2 + (size_t)i * nout + o0, (size_t)(o1 - o0) * 4);
         }
+        if (wk != w) free(wk);
         free(x), free(w), free(bias), free(y1), free(y2), free(y3);
     }
 }
