@@ -156,6 +156,50 @@ static void pad_rows(const float *x, float *pad, const step *s, int cin_g, int r
     }
 }
 
+/* Stride 2: copies the input window of output rows [r0, r1) of one group as phase planes
+ * (cin_g x phases x hp rows of wp floats; phase (py, px) row y, column x holds padded input
+ * row 2y + py, column 2x + px, zeros outside the input), so that tap (ky, kx) of output
+ * (oy, ox) is row oy + ky/2, column ox + kx/2 of phase (ky & 1, kx & 1): the stride-1
+ * GEMM over row offsets serves stride 2 too. */
+static void pad_phases(const float *x, float *pad, const step *s, int cin_g, int r0, int r1)
+{
+    const conv_geom *g = &s->g;
+    int ny = g->kh > 1 ? 2 : 1, nx = g->kw > 1 ? 2 : 1;
+    int last = r1 - 1 + (g->kh - 1) / 2; /* last phase row the chunk reads */
+    for (int ic = 0; ic < cin_g; ic++) {
+        const float *xc = x + (size_t)ic * g->h_in * g->w_in;
+        for (int py = 0; py < ny; py++)
+            for (int px = 0; px < nx; px++) {
+                float *plane = pad + ((size_t)(ic * ny + py) * nx + px) * s->hp * s->wp;
+                /* columns [x0, x1) come from the input, the others are zero */
+                int x0 = (g->pl - px + 1) / 2, x1 = (g->w_in + g->pl - px + 1) / 2;
+                if (x0 > s->wp) x0 = s->wp;
+                if (x1 > s->wp) x1 = s->wp;
+                for (int y = r0; y <= last; y++) {
+                    float *row = plane + (size_t)y * s->wp;
+                    int iy = 2 * y + py - g->pt;
+                    if (iy < 0 || iy >= g->h_in) {
+                        memset(row, 0, (size_t)s->wp * sizeof(float));
+                        continue;
+                    }
+                    const float *src = xc + (size_t)iy * g->w_in;
+                    memset(row, 0, (size_t)x0 * sizeof(float));
+                    for (int c = x0; c < x1; c++) row[c] = src[2 * c + px - g->pl];
+                    memset(row + x1, 0, (size_t)(s->wp - x1) * sizeof(float));
+                }
+            }
+    }
+}
+
+/* The padded input of an implicit conv, for output rows [r0, r1). */
+static void pad_input(const float *x, float *pad, const step *s, int cin_g, int r0, int r1)
+{
+    if (s->g.sh == 2)
+        pad_phases(x, pad, s, cin_g, r0, r1);
+    else
+        pad_rows(x, pad, s, cin_g, r0, r1);
+}
+
 /* B of a 1x1 conv: its input x (cols per channel), with the folded batch-norm prologue. */
 static gemm_b pointwise_b(const job *j, const float *x, int cols)
 {
@@ -186,7 +230,7 @@ static void conv_gemm_task(void *arg, int task, int thread)
         int k = g->c_in * g->kh * g->kw, n = cols;
         gemm_b bs = pointwise_b(j, x, cols); /* 1x1: the input is B */
         if (s->implicit) {                   /* the whole padded input */
-            pad_rows(x, scratch, s, g->c_in, 0, g->h_out);
+            pad_input(x, scratch, s, g->c_in, 0, g->h_out);
             bs = (gemm_b){.b = scratch, .off = s->boff, .period = s->wp, .valid = g->w_out};
             n = g->h_out * s->wp;
         } else if (s->scratch) { /* the whole im2col panel */
@@ -215,7 +259,7 @@ static void conv_gemm_task(void *arg, int task, int thread)
 
     if (s->implicit) {
         int r0 = chunk * s->chunk, r1 = r0 + s->chunk < g->h_out ? r0 + s->chunk : g->h_out;
-        pad_rows(x, scratch, s, cin_g, r0, r1);
+        pad_input(x, scratch, s, cin_g, r0, r1);
         gemm_b bs = {.b = scratch, .off = s->boff, .period = s->wp, .valid = g->w_out};
         const float *w = W(j, s->w_off) + (size_t)grp * s->gemm->packed_size(cout_g, k);
         s->gemm->run(w, cout_g, k, &bs, r0 * s->wp, (r1 - r0) * s->wp, y, (size_t)cols, bias, res,

@@ -335,11 +335,16 @@ static size_t conv_chunk(size_t cols, size_t k)
     return chunk > CONV_CHUNK ? CONV_CHUNK : chunk;
 }
 
-/* Row pitch of a conv's zero-padded input copy: a row's right padding shares the zeros of
- * the next row's left padding, so rows are w_in + max(pl, pr) apart (fewer padding columns
- * for the GEMM to compute and drop). Stride 1: the last tap of the last output reads
- * w_in + pl + pr - 1 from its row start, within the next row's left zeros. */
-static int padded_pitch(const conv_geom *g) { return g->w_in + (g->pl > g->pr ? g->pl : g->pr); }
+/* Row pitch of a conv's zero-padded input copy. Stride 1: a row's right padding shares the
+ * zeros of the next row's left padding, so rows are w_in + max(pl, pr) apart (fewer padding
+ * columns for the GEMM to compute and drop); the last tap of the last output reads
+ * w_in + pl + pr - 1 from its row start, within the next row's left zeros. Stride 2 (phase
+ * planes, see pad_phases in exec.c): w_out + (kw - 1) / 2, the last tap's column. */
+static int padded_pitch(const conv_geom *g)
+{
+    if (g->sw == 2) return g->w_out + (g->kw - 1) / 2;
+    return g->w_in + (g->pl > g->pr ? g->pl : g->pr);
+}
 
 /* Folds BatchNormalization node bn into per-output-channel weights w (oc rows of k floats)
  * and bias, in double precision. */
@@ -449,7 +454,8 @@ static cvy_status plan_conv(builder *b, int i)
     /* which own GEMM: few columns per call put output channels in the lanes (B columns of
      * a padded input include its padding columns); with a short k its transposing epilogue
      * costs more than the lanes it fills */
-    int implicit = own && !wino && !pointwise && g.sh == 1 && g.sw == 1;
+    int s2 = g.sh == 2 && g.sw == 2 && g.dh == 1 && g.dw == 1; /* as phase planes */
+    int implicit = own && !wino && !pointwise && ((g.sh == 1 && g.sw == 1) || s2);
     size_t cols = (size_t)g.h_out * g.w_out;
     size_t bcols = implicit ? (size_t)g.h_out * padded_pitch(&g) : cols;
     const cvy_gemm *gk = own ? kern->gemm : NULL;
@@ -561,15 +567,17 @@ static cvy_status plan_conv(builder *b, int i)
         st->scratch = pointwise ? 0 : k * chunk;
         if (implicit) { /* row chunks fixed per layer: at least two when there are two rows */
             int cin_g = g.c_in / g.group;
+            /* stride 2: per channel ny x nx phase planes of hp rows */
+            int ny = s2 && g.kh > 1 ? 2 : 1, nx = s2 && g.kw > 1 ? 2 : 1;
             st->implicit = 1;
-            st->hp = g.h_in + g.pt + g.pb;
+            st->hp = s2 ? g.h_out + (g.kh - 1) / 2 : g.h_in + g.pt + g.pb;
             st->wp = padded_pitch(&g);
             int rows = (g.h_out + 1) / 2, cap = 1024 / st->wp;
             if (rows > cap) rows = cap;
             st->chunk = rows < 1 ? 1 : rows;
             st->tasks = g.group * ((g.h_out + st->chunk - 1) / st->chunk);
-            st->scratch =
-                (size_t)cin_g * st->hp * st->wp + (size_t)st->wp + (size_t)(g.kw - 1) * g.dw + 16;
+            st->scratch = (size_t)cin_g * ny * nx * st->hp * st->wp + (size_t)st->wp +
+                          (size_t)(g.kw - 1) * g.dw + 16;
             st->boff = malloc(k * sizeof(int32_t));
             if (!st->boff) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
             size_t q = 0;
@@ -577,8 +585,13 @@ static cvy_status plan_conv(builder *b, int i)
                 for (int ky = 0; ky < g.kh; ky++)
                     for (int kx = 0; kx < g.kw; kx++)
                         st->boff[q++] =
-                            (int32_t)(((size_t)ic * st->hp + (size_t)ky * g.dh) * st->wp +
-                                      (size_t)kx * g.dw);
+                            s2 ? (int32_t)(((size_t)((ic * ny + (ky & 1)) * nx + (kx & 1)) *
+                                                st->hp +
+                                            (size_t)(ky / 2)) *
+                                               st->wp +
+                                           (size_t)(kx / 2))
+                               : (int32_t)(((size_t)ic * st->hp + (size_t)ky * g.dh) * st->wp +
+                                           (size_t)kx * g.dw);
         }
         /* A conv with more output channels than columns (small maps) splits its rows
          * instead: each task then reads part of the weights, the larger operand, and all of

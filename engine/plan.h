@@ -78,7 +78,7 @@ typedef struct step {
     int chunk;      /* conv: output columns per task (implicit: output rows per task);
                      * depthwise and pools: channels per task */
     int rows;       /* conv: output channels per task (a multiple of gemm_mr), 0 = all */
-    int implicit;   /* conv over a zero-padded copy of the input, no im2col (stride 1) */
+    int implicit;   /* conv over a zero-padded copy of the input, no im2col (stride 1 or 2) */
     int splits;     /* Winograd: output-channel parts per tile chunk (2 when <= 3 chunks) */
     int hp, wp;     /* implicit: padded input size */
     int32_t *boff;  /* implicit: offset of each k row in the padded input (owned) */

@@ -107,6 +107,25 @@ static uint32_t build_conv(fmt_model *m, int v)
     return y;
 }
 
+/* Stride-2 convs as the AVX-512 engine runs them over phase planes: ResNet-like stems (7x7
+ * or 3x3 on 3 channels, large maps), 3x3 and 1x1 downsamplers, and small maps with k >= 1024
+ * whose output channels are split (the few-column GEMM); odd sizes and every padding. */
+static uint32_t build_strided(fmt_model *m, int v)
+{
+    static const int ks[] = {7, 3, 3, 1, 3};
+    int kind = v % 5, k = ks[kind], pad = kind == 3 ? 0 : tm_randint(0, k / 2 + (v % 2));
+    int cin = kind < 2 ? 3 : kind == 4 ? 128 : tm_randint(5, 40);
+    int cout = kind == 4 ? tm_randint(64, 72) : tm_randint(4, 40);
+    int h = kind == 4 ? tm_randint(9, 14) : tm_randint(k, kind < 2 ? 60 : 30);
+    int w = kind == 4 ? tm_randint(9, 14) : tm_randint(k, kind < 2 ? 60 : 30);
+    uint32_t x = tm_begin(m, cin, h, w);
+    int wd[4] = {cout, cin, k, k}, bd[1] = {cout};
+    uint32_t in[3] = {x, tm_weight(m, 4, wd, 0.3f), tm_weight(m, 1, bd, 0.5f)};
+    int32_t ia[16] = {k, k, 2, 2, pad, pad, tm_randint(0, pad), tm_randint(0, pad), 1, 1, 1};
+    uint32_t y = tm_node(m, OP_CONV, 3, in, ia, NULL, "conv");
+    return v % 2 ? tm_node(m, OP_RELU, 1, &y, NULL, NULL, "relu") : y;
+}
+
 static uint32_t build_pool(fmt_model *m, int v)
 {
     int c = tm_randint(1, 17), h = tm_randint(4, 20), w = tm_randint(4, 30);
@@ -425,6 +444,12 @@ START_TEST(conv_matches_reference)
 }
 END_TEST
 
+START_TEST(strided_matches_reference)
+{
+    for (int v = 0; v < 30; v++) compare(build_strided, v, v % 3 == 0 ? 5 : 1, "strided conv");
+}
+END_TEST
+
 START_TEST(pools_match_reference)
 {
     for (int v = 0; v < 60; v++) compare(build_pool, v, 1 + v % 16, "pool");
@@ -459,8 +484,8 @@ START_TEST(concat_matches_reference)
         float *y = tm_run(model, n, x);
         for (int i = 0; i < n; i++)
             for (size_t q = 0; q < on; q++) {
-                float a = x[i * in + q % in], part = q / in == 1 && v % 2 ? 1.0f / (1.0f + expf(-a))
-                                                                           : (a > 0 ? a : 0.0f);
+                float a = x[i * in + q % in],
+                      part = q / in == 1 && v % 2 ? 1.0f / (1.0f + expf(-a)) : (a > 0 ? a : 0.0f);
                 float want = part >= 0 ? part : 0.3f * part;
                 ck_assert_msg(fabsf(y[i * on + q] - want) <= 1e-6f + 1e-6f * fabsf(want),
                               "concat twice %d image %d: output %zu %g != %g", v, i, q,
@@ -889,6 +914,7 @@ Suite *engine_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, conv_matches_reference);
+    tcase_add_test(tc, strided_matches_reference);
     tcase_add_test(tc, winograd_error_is_bounded);
     tcase_add_test(tc, pools_match_reference);
     tcase_add_test(tc, head_matches_reference);
