@@ -868,10 +868,11 @@ static inline __attribute__((always_inline)) void pool_rows(const win_masks *m, 
     }
 }
 
-/* 3x3 stride-2 max pooling (dilation 1) of one channel, rows layout: the vertical max of the
- * three input rows first, on the raw 32 + 32 neighbours of the two load pairs, then one
- * even/odd split per tap column. Max is exact in any order. */
-static void pool3s2_rows(const win_masks *m, const float *xc, float *yc, const conv_geom *g)
+/* Stride-2 max pooling with 2 or 3 tap columns (dilation 1) of one channel, rows layout:
+ * the vertical max of the window's input rows first, on the raw 32 + 32 neighbours of the
+ * two load pairs, then one even/odd split per tap column. Max is exact in any order. */
+static inline __attribute__((always_inline)) void
+pool_s2_rows(const win_masks *m, const float *xc, float *yc, const conv_geom *g, const int KW)
 {
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
     const __m512i even =
@@ -880,25 +881,27 @@ static void pool3s2_rows(const win_masks *m, const float *xc, float *yc, const c
         _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
     for (int oy = 0; oy < g->h_out; oy++) {
         float *yr = yc + (size_t)oy * g->w_out;
-        const float *rows[3];
+        const float *rows[WIN_MAXK];
         int nr = 0;
-        for (int ky = 0; ky < 3; ky++) {
+        for (int ky = 0; ky < g->kh; ky++) {
             int iy = oy * g->sh - g->pt + ky;
             if (iy >= 0 && iy < g->h_in) rows[nr++] = xc + (size_t)iy * g->w_in - g->pl;
         }
         for (int v = 0; v < m->nv; v++) {
-            __mmask16 l0 = m->lo[v][0], h0 = m->hi[v][0], l2 = m->lo[v][2], h2 = m->hi[v][2];
+            __mmask16 l0 = m->lo[v][0], h0 = m->hi[v][0];
             __m512 a = ninf, c = ninf, d = ninf, e = ninf;
             for (int r = 0; r < nr; r++) {
                 const float *p = rows[r] + 32 * v;
                 a = _mm512_max_ps(a, _mm512_mask_loadu_ps(ninf, l0, p));
                 c = _mm512_max_ps(c, _mm512_mask_loadu_ps(ninf, h0, p + 16));
-                d = _mm512_max_ps(d, _mm512_mask_loadu_ps(ninf, l2, p + 2));
-                e = _mm512_max_ps(e, _mm512_mask_loadu_ps(ninf, h2, p + 18));
+                if (KW == 3) {
+                    d = _mm512_max_ps(d, _mm512_mask_loadu_ps(ninf, m->lo[v][2], p + 2));
+                    e = _mm512_max_ps(e, _mm512_mask_loadu_ps(ninf, m->hi[v][2], p + 18));
+                }
             }
             __m512 mx = _mm512_max_ps(_mm512_permutex2var_ps(a, even, c),
                                       _mm512_permutex2var_ps(a, odd, c));
-            mx = _mm512_max_ps(mx, _mm512_permutex2var_ps(d, even, e));
+            if (KW == 3) mx = _mm512_max_ps(mx, _mm512_permutex2var_ps(d, even, e));
             _mm512_mask_storeu_ps(yr + 16 * v, m->out[v], mx);
         }
     }
@@ -921,7 +924,8 @@ static void pool_flat(const win_masks *m, const float *xc, float *yc, const conv
 }
 
 /* Every tap a masked load filled with -inf (masks from win_init), so borders, padding and
- * ceil_mode windows need no scalar path; 3x3 stride 2 (the common pool) has its own loop. */
+ * ceil_mode windows need no scalar path; stride 2 over 2 or 3 columns (the common pools)
+ * has its own loop. */
 static void maxpool(const float *x, float *y, const conv_geom *g, int c0, int c1)
 {
     win_masks m;
@@ -934,8 +938,10 @@ static void maxpool(const float *x, float *y, const conv_geom *g, int c0, int c1
         float *yc = y + (size_t)c * g->h_out * g->w_out;
         if (m.flat)
             pool_flat(&m, xc, yc, g);
-        else if (g->kh == 3 && g->kw == 3 && g->sw == 2 && g->dh == 1 && g->dw == 1)
-            pool3s2_rows(&m, xc, yc, g);
+        else if (g->kw == 3 && g->sw == 2 && g->dh == 1 && g->dw == 1)
+            pool_s2_rows(&m, xc, yc, g, 3);
+        else if (g->kw == 2 && g->sw == 2 && g->dh == 1 && g->dw == 1)
+            pool_s2_rows(&m, xc, yc, g, 2);
         else
             pool_rows(&m, xc, yc, g, g->kh, g->kw, g->sw);
     }
