@@ -803,15 +803,14 @@ static void wino_output16(const float *m, size_t ocs, size_t ldm, int o0, int o1
     for (int g0 = t0; g0 < t1; g0 += 16) {
         int n = t1 - g0 < 16 ? t1 - g0 : 16;
         int32_t base[16];
-        uint32_t ok[16] = {0};
+        __mmask8 keep[4][16]; /* output row a of tile l: its valid columns, 0 when none */
         for (int l = 0; l < 16; l++) {
             int t = g0 + (l < n ? l : n - 1), oy = t / tw * 4, ox = t % tw * 4;
             base[l] = oy * w_out + ox;
+            int wcols = w_out - ox < 4 ? w_out - ox : 4;
             for (int a = 0; a < 4; a++)
-                for (int b = 0; b < 4; b++)
-                    if (l < n && oy + a < h_out && ox + b < w_out) ok[a * 4 + b] |= 1u << l;
+                keep[a][l] = l < n && oy + a < h_out ? (__mmask8)((1u << wcols) - 1) : 0;
         }
-        __m512i vbase = _mm512_loadu_si512(base);
         __mmask16 live = cols_mask(n);
         for (int oc = o0; oc < o1; oc++) {
             const float *mo = m + (size_t)(oc - o0) * ldm + (g0 - t0);
@@ -827,16 +826,38 @@ static void wino_output16(const float *m, size_t ocs, size_t ldm, int o0, int o1
             float *yo = y + (size_t)oc * cols;
             const float *ro = res ? res + (size_t)oc * cols : NULL;
             for (int a = 0; a < 4; a++) {
-                __m512 out[4];
-                at16(t[a], out);
-                for (int b = 0; b < 4; b++) {
-                    __mmask16 k = (__mmask16)ok[a * 4 + b];
-                    __m512i idx = _mm512_add_epi32(vbase, _mm512_set1_epi32(a * w_out + b));
-                    __m512 val = _mm512_add_ps(out[b], vb);
-                    if (ro)
-                        val = _mm512_add_ps(
-                            val, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, ro, 4));
-                    _mm512_mask_i32scatter_ps(yo, k, idx, act16(val, act), 4);
+                __m512 out[4], u[4];
+                at16(t[a], out); /* out[b] lane l: row a, column b of tile l */
+                /* 4 x 4 transposes within each 128-bit block: u[i] block j holds the 4
+                 * columns of tile 4j + i, one 128-bit store per tile instead of a scatter */
+                __m512 p0 = _mm512_unpacklo_ps(out[0], out[1]),
+                       p1 = _mm512_unpackhi_ps(out[0], out[1]);
+                __m512 p2 = _mm512_unpacklo_ps(out[2], out[3]),
+                       p3 = _mm512_unpackhi_ps(out[2], out[3]);
+                u[0] = _mm512_shuffle_ps(p0, p2, 0x44);
+                u[1] = _mm512_shuffle_ps(p0, p2, 0xee);
+                u[2] = _mm512_shuffle_ps(p1, p3, 0x44);
+                u[3] = _mm512_shuffle_ps(p1, p3, 0xee);
+                for (int i = 0; i < 4; i++) {
+                    __m512 val = _mm512_add_ps(u[i], vb);
+                    if (ro) {
+#define RES4(l) _mm_maskz_loadu_ps(keep[a][l], ro + base[l] + a * w_out)
+                        __m512 r = _mm512_castps128_ps512(RES4(i));
+                        r = _mm512_insertf32x4(r, RES4(4 + i), 1);
+                        r = _mm512_insertf32x4(r, RES4(8 + i), 2);
+                        r = _mm512_insertf32x4(r, RES4(12 + i), 3);
+#undef RES4
+                        val = _mm512_add_ps(val, r);
+                    }
+                    val = act16(val, act);
+                    _mm_mask_storeu_ps(yo + base[i] + a * w_out, keep[a][i],
+                                       _mm512_castps512_ps128(val));
+                    _mm_mask_storeu_ps(yo + base[4 + i] + a * w_out, keep[a][4 + i],
+                                       _mm512_extractf32x4_ps(val, 1));
+                    _mm_mask_storeu_ps(yo + base[8 + i] + a * w_out, keep[a][8 + i],
+                                       _mm512_extractf32x4_ps(val, 2));
+                    _mm_mask_storeu_ps(yo + base[12 + i] + a * w_out, keep[a][12 + i],
+                                       _mm512_extractf32x4_ps(val, 3));
                 }
             }
         }
