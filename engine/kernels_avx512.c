@@ -737,34 +737,60 @@ static inline void bt16(const __m512 d[6], __m512 o[6])
     o[5] = _mm512_add_ps(_mm512_sub_ps(_mm512_mul_ps(c4, d[1]), _mm512_mul_ps(c5, d[3])), d[5]);
 }
 
-/* Groups of 16 tiles: per lane, the input offset of the tile's corner and which of its 36
- * cells lie inside the image; then per channel 36 masked gathers and the transform. */
+/* Row r of 16 tiles' 6 x 6 windows, one zmm per window column: for each tile a masked
+ * 8-float load (tiles l and l + 8 in the two halves of a zmm), then an 8 x 8 transpose in
+ * each half: about 30 shuffles where 6 gathers cost several times more. */
+static inline void wino_rows16(const float *xc, const int32_t base[16], const __mmask8 keep[16],
+                               __m512 d[6])
+{
+    __m512 z[8], t[8], s[8];
+    for (int l = 0; l < 8; l++)
+        z[l] =
+            _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(keep[l], xc + base[l])),
+                               _mm256_maskz_loadu_ps(keep[l + 8], xc + base[l + 8]), 1);
+    for (int q = 0; q < 8; q += 2) { /* per 128-bit lane: rows q, q+1 interleaved */
+        t[q] = _mm512_unpacklo_ps(z[q], z[q + 1]);
+        t[q + 1] = _mm512_unpackhi_ps(z[q], z[q + 1]);
+    }
+    for (int q = 0; q < 8; q += 4) { /* per 128-bit lane: columns of rows q..q+3 */
+        s[q] = _mm512_shuffle_ps(t[q], t[q + 2], 0x44);
+        s[q + 1] = _mm512_shuffle_ps(t[q], t[q + 2], 0xee);
+        s[q + 2] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0x44);
+        s[q + 3] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0xee);
+    }
+    /* column c: lane (c / 4) of each 256-bit half of s[c % 4] (tiles 0-3, 8-11) and of
+     * s[4 + c % 4] (tiles 4-7, 12-15) */
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    const __m512i hi =
+        _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    for (int c = 0; c < 4; c++) d[c] = _mm512_permutex2var_ps(s[c], lo, s[4 + c]);
+    for (int c = 4; c < 6; c++) d[c] = _mm512_permutex2var_ps(s[c - 4], hi, s[c]);
+}
+
+/* Groups of 16 tiles: per lane, the input offset of the tile's corner and which of its
+ * cells lie inside the image; then per channel the 6 rows of windows (wino_rows16) and the
+ * transform. */
 static void wino_input16(const float *x, int cin, int h, int w, int pt, int pl, int tw, int t0,
                          int t1, float *v, size_t ldv)
 {
     for (int g0 = t0; g0 < t1; g0 += 16) {
         int n = t1 - g0 < 16 ? t1 - g0 : 16;
-        int32_t base[16];
-        uint32_t ok[36];
-        for (int q = 0; q < 36; q++) ok[q] = 0;
+        int32_t base[6][16];
+        __mmask8 keep[6][16]; /* window row r of tile l: its columns inside the image */
         for (int l = 0; l < 16; l++) {
             int t = g0 + (l < n ? l : n - 1), y0 = t / tw * 4 - pt, x0 = t % tw * 4 - pl;
-            base[l] = y0 * w + x0;
-            for (int r = 0; r < 6; r++)
-                for (int c = 0; c < 6; c++)
-                    if (l < n && y0 + r >= 0 && y0 + r < h && x0 + c >= 0 && x0 + c < w)
-                        ok[r * 6 + c] |= 1u << l;
+            unsigned cm = 0;
+            for (int c = 0; c < 6; c++)
+                if (x0 + c >= 0 && x0 + c < w) cm |= 1u << c;
+            for (int r = 0; r < 6; r++) {
+                base[r][l] = (y0 + r) * w + x0;
+                keep[r][l] = l < n && y0 + r >= 0 && y0 + r < h ? (__mmask8)cm : 0;
+            }
         }
-        __m512i vbase = _mm512_loadu_si512(base);
         for (int ic = 0; ic < cin; ic++) {
             const float *xc = x + (size_t)ic * h * w;
             __m512 d[6][6], t[6][6];
-            for (int r = 0; r < 6; r++)
-                for (int c = 0; c < 6; c++) {
-                    __m512i idx = _mm512_add_epi32(vbase, _mm512_set1_epi32(r * w + c));
-                    d[r][c] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(),
-                                                       (__mmask16)ok[r * 6 + c], idx, xc, 4);
-                }
+            for (int r = 0; r < 6; r++) wino_rows16(xc, base[r], keep[r], d[r]);
             for (int c = 0; c < 6; c++) {
                 __m512 col[6] = {d[0][c], d[1][c], d[2][c], d[3][c], d[4][c], d[5][c]}, o[6];
                 bt16(col, o);
@@ -793,8 +819,8 @@ static inline void at16(const __m512 m[6], __m512 o[4])
     o[3] = _mm512_add_ps(_mm512_add_ps(b, _mm512_mul_ps(_mm512_set1_ps(8.0f), d)), m[5]);
 }
 
-/* 16 tiles per step: contiguous loads of the 36 values, the transform on vectors, then the
- * 16 cells of each tile scattered to the output (masked at the image border). */
+/* 16 tiles per step: contiguous loads of the 36 values, the transform on vectors, then each
+ * tile's 4 rows stored (masked at the image border). */
 static void wino_output16(const float *m, size_t ocs, size_t ldm, int o0, int o1, int t0, int t1,
                           int tw, int h_out, int w_out, const float *bias, const float *res,
                           float *y, const act_params *act)
