@@ -776,9 +776,12 @@ static void wino_input16(const float *x, int cin, int h, int w, int pt, int pl, 
     for (int g0 = t0; g0 < t1; g0 += 16) {
         int n = t1 - g0 < 16 ? t1 - g0 : 16;
         int32_t base[6][16];
-        __mmask8 keep[6][16]; /* window row r of tile l: its columns inside the image */
+        __mmask8 keep[6][16];  /* window row r of tile l: its columns inside the image */
+        int ylo = h, yhi = -1; /* the image rows the group reads */
         for (int l = 0; l < 16; l++) {
             int t = g0 + (l < n ? l : n - 1), y0 = t / tw * 4 - pt, x0 = t % tw * 4 - pl;
+            ylo = y0 < ylo ? y0 : ylo;
+            yhi = y0 + 5 > yhi ? y0 + 5 : yhi;
             unsigned cm = 0;
             for (int c = 0; c < 6; c++)
                 if (x0 + c >= 0 && x0 + c < w) cm |= 1u << c;
@@ -787,8 +790,16 @@ static void wino_input16(const float *x, int cin, int h, int w, int pt, int pl, 
                 keep[r][l] = l < n && y0 + r >= 0 && y0 + r < h ? (__mmask8)cm : 0;
             }
         }
+        ylo = ylo < 0 ? 0 : ylo;
+        yhi = yhi >= h ? h - 1 : yhi;
         for (int ic = 0; ic < cin; ic++) {
             const float *xc = x + (size_t)ic * h * w;
+            /* those rows of a channel two ahead: too scattered for the hardware prefetcher */
+            if (ic + 2 < cin)
+                for (const float *p = xc + (size_t)2 * h * w + (size_t)ylo * w,
+                                 *e = xc + (size_t)2 * h * w + (size_t)(yhi + 1) * w;
+                     p < e; p += 16)
+                    _mm_prefetch((const char *)p, _MM_HINT_T0);
             __m512 d[6][6], t[6][6];
             for (int r = 0; r < 6; r++) wino_rows16(xc, base[r], keep[r], d[r]);
             for (int c = 0; c < 6; c++) {
