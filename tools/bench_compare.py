@@ -347,13 +347,24 @@ def fmt_diff(v):
     return "n/a" if v is None else f"{v:.1e}"
 
 
+def round_range(rec, batch):
+    """Lowest and highest ×ORT of the rounds, each from convoy's and ORT's runs of the same
+    round (adjacent in time, so they share the machine's state of the moment)."""
+    c = rec["runs"].get("convoy", {}).get(batch, [])
+    o = rec["runs"].get("ort", {}).get(batch, [])
+    if not c or len(c) != len(o):
+        return "—"
+    r = [oo["median_ms"] / cc["median_ms"] for cc, oo in zip(c, o)]
+    return f"{min(r):.2f}-{max(r):.2f}" if len(r) > 1 else f"{r[0]:.2f}"
+
+
 def table(records):
     b1, bn = str(LATENCY_BATCH), str(THROUGHPUT_BATCH)
     head = ["model",
             f"convoy ms b{b1}", f"ORT ms b{b1}", f"torch ms b{b1}",
             f"convoy img/s b{bn}", f"ORT img/s b{bn}", f"torch img/s b{bn}",
             f"×ORT b{b1}", f"×ORT b{bn}", f"×torch b{b1}", f"×torch b{bn}",
-            "Δ convoy", "Δ ORT", "Δ torch-jit"]
+            "Δ convoy", "Δ ORT", "Δ torch-jit", f"×ORT b{b1} / b{bn}, per round"]
     lines = ["| " + " | ".join(head) + " |",
              "|---|" + "---:|" * (len(head) - 1)]
     for rec in records:
@@ -375,7 +386,8 @@ def table(records):
                fmt_ratio(ratio(o1, c1)), fmt_ratio(ratio(cn, on)),
                fmt_ratio(ratio(t1, c1)), fmt_ratio(ratio(cn, tn)),
                fmt_diff(d.get("convoy")), fmt_diff(d.get("ort")),
-               fmt_diff(d.get("torch_jit") if torch_ok else None)]
+               fmt_diff(d.get("torch_jit") if torch_ok else None),
+               " / ".join(round_range(rec, b) for b in (b1, bn))]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -462,7 +474,9 @@ def main():
     print(f"Medians. ×ORT / ×torch > 1: convoy faster (batch {LATENCY_BATCH}: other ms / convoy "
           f"ms; batch {THROUGHPUT_BATCH}: convoy img/s / other img/s). Δ: max|out − ref| / max|ref|"
           f" on the model's reference batch, ref = torch's (eager) output from the exporter; "
-          f"Δ torch-jit is the frozen torch module timed here.")
+          f"Δ torch-jit is the frozen torch module timed here. Per round: the range of the "
+          f"rounds' own ×ORT, each from two runs adjacent in time (this machine's neighbours "
+          f"move single runs by 10-30%).")
     notes = []
     for rec in records:
         if "skipped" in rec:
