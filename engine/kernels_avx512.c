@@ -311,18 +311,21 @@ static inline __attribute__((always_inline)) void few_tile(const float *ap, size
     FEW_CASE(L, 2)                                                                                 \
     FEW_CASE(L, 3) FEW_CASE(L, 4) FEW_CASE(L, 5) FEW_CASE(L, 6) FEW_CASE(L, 7) FEW_CASE(L, 8)
 
+#define FEW_SWITCH                                                                                 \
+    switch (live * 16 + nj) {                                                                      \
+        FEW_CASES(1)                                                                               \
+        FEW_CASES(2)                                                                               \
+        FEW_CASES(3)                                                                               \
+    default: break;                                                                                \
+    }
+
 /* few_tile with live and nj as constants, so the accumulators stay in registers: B's
  * columns adjacent (convolutions) ... */
 static void few_tile_any(const float *ap, size_t ps, int kc, const float *b, const int32_t *off,
                          size_t ldb, float *part, int first, int live, int nj)
 {
 #define LDJ 1
-    switch (live * 16 + nj) {
-        FEW_CASES(1)
-        FEW_CASES(2)
-        FEW_CASES(3)
-    default: break;
-    }
+    FEW_SWITCH
 #undef LDJ
 }
 
@@ -333,12 +336,7 @@ static void few_tile_strided(const float *ap, size_t ps, int kc, const float *b,
     const int32_t *off = NULL;
     size_t ldb = 1;
 #define LDJ ldj
-    switch (live * 16 + nj) {
-        FEW_CASES(1)
-        FEW_CASES(2)
-        FEW_CASES(3)
-    default: break;
-    }
+    FEW_SWITCH
 #undef LDJ
 }
 
