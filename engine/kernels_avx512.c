@@ -735,27 +735,31 @@ static inline void bt16(const __m512 d[6], __m512 o[6])
     o[5] = _mm512_add_ps(_mm512_sub_ps(_mm512_mul_ps(c4, d[1]), _mm512_mul_ps(c5, d[3])), d[5]);
 }
 
+/* Four 4 x 4 transposes, one per 128-bit block: out[i] block j holds element i of that
+ * block of in[0], in[1], in[2] and in[3]. */
+static inline void transpose4_blocks(const __m512 in[4], __m512 out[4])
+{
+    __m512 p0 = _mm512_unpacklo_ps(in[0], in[1]), p1 = _mm512_unpackhi_ps(in[0], in[1]);
+    __m512 p2 = _mm512_unpacklo_ps(in[2], in[3]), p3 = _mm512_unpackhi_ps(in[2], in[3]);
+    out[0] = _mm512_shuffle_ps(p0, p2, 0x44);
+    out[1] = _mm512_shuffle_ps(p0, p2, 0xee);
+    out[2] = _mm512_shuffle_ps(p1, p3, 0x44);
+    out[3] = _mm512_shuffle_ps(p1, p3, 0xee);
+}
+
 /* Row r of 16 tiles' 6 x 6 windows, one zmm per window column: for each tile a masked
  * 8-float load (tiles l and l + 8 in the two halves of a zmm), then an 8 x 8 transpose in
  * each half: about 30 shuffles where 6 gathers cost several times more. */
 static inline void wino_rows16(const float *xc, const int32_t base[16], const __mmask8 keep[16],
                                __m512 d[6])
 {
-    __m512 z[8], t[8], s[8];
+    __m512 z[8], s[8];
     for (int l = 0; l < 8; l++)
         z[l] =
             _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(keep[l], xc + base[l])),
                                _mm256_maskz_loadu_ps(keep[l + 8], xc + base[l + 8]), 1);
-    for (int q = 0; q < 8; q += 2) { /* per 128-bit lane: rows q, q+1 interleaved */
-        t[q] = _mm512_unpacklo_ps(z[q], z[q + 1]);
-        t[q + 1] = _mm512_unpackhi_ps(z[q], z[q + 1]);
-    }
-    for (int q = 0; q < 8; q += 4) { /* per 128-bit lane: columns of rows q..q+3 */
-        s[q] = _mm512_shuffle_ps(t[q], t[q + 2], 0x44);
-        s[q + 1] = _mm512_shuffle_ps(t[q], t[q + 2], 0xee);
-        s[q + 2] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0x44);
-        s[q + 3] = _mm512_shuffle_ps(t[q + 1], t[q + 3], 0xee);
-    }
+    transpose4_blocks(z, s);         /* per 128-bit block: columns of tiles 0-3 (8-11) */
+    transpose4_blocks(z + 4, s + 4); /* ... and of tiles 4-7 (12-15) */
     /* column c: lane (c / 4) of each 256-bit half of s[c % 4] (tiles 0-3, 8-11) and of
      * s[4 + c % 4] (tiles 4-7, 12-15) */
     const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
@@ -863,16 +867,9 @@ static void wino_output16(const float *m, size_t ocs, size_t ldm, int o0, int o1
             for (int a = 0; a < 4; a++) {
                 __m512 out[4], u[4];
                 at16(t[a], out); /* out[b] lane l: row a, column b of tile l */
-                /* 4 x 4 transposes within each 128-bit block: u[i] block j holds the 4
-                 * columns of tile 4j + i, one 128-bit store per tile instead of a scatter */
-                __m512 p0 = _mm512_unpacklo_ps(out[0], out[1]),
-                       p1 = _mm512_unpackhi_ps(out[0], out[1]);
-                __m512 p2 = _mm512_unpacklo_ps(out[2], out[3]),
-                       p3 = _mm512_unpackhi_ps(out[2], out[3]);
-                u[0] = _mm512_shuffle_ps(p0, p2, 0x44);
-                u[1] = _mm512_shuffle_ps(p0, p2, 0xee);
-                u[2] = _mm512_shuffle_ps(p1, p3, 0x44);
-                u[3] = _mm512_shuffle_ps(p1, p3, 0xee);
+                /* u[i] block j holds the 4 columns of tile 4j + i: one 128-bit store per
+                 * tile instead of a scatter */
+                transpose4_blocks(out, u);
                 for (int i = 0; i < 4; i++) {
                     __m512 val = _mm512_add_ps(u[i], vb);
                     if (ro) {

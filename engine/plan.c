@@ -583,15 +583,12 @@ static cvy_status plan_conv(builder *b, int i)
             size_t q = 0;
             for (int ic = 0; ic < cin_g; ic++)
                 for (int ky = 0; ky < g.kh; ky++)
-                    for (int kx = 0; kx < g.kw; kx++)
-                        st->boff[q++] =
-                            s2 ? (int32_t)(((size_t)((ic * ny + (ky & 1)) * nx + (kx & 1)) *
-                                                st->hp +
-                                            (size_t)(ky / 2)) *
-                                               st->wp +
-                                           (size_t)(kx / 2))
-                               : (int32_t)(((size_t)ic * st->hp + (size_t)ky * g.dh) * st->wp +
-                                           (size_t)kx * g.dw);
+                    for (int kx = 0; kx < g.kw; kx++) { /* tap's plane, row and column */
+                        int plane = s2 ? (ic * ny + (ky & 1)) * nx + (kx & 1) : ic;
+                        int row = s2 ? ky / 2 : ky * g.dh, col = s2 ? kx / 2 : kx * g.dw;
+                        st->boff[q++] = (int32_t)(((size_t)plane * st->hp + (size_t)row) * st->wp +
+                                                  (size_t)col);
+                    }
         }
         /* A conv with more output channels than columns (small maps) splits its rows
          * instead: each task then reads part of the weights, the larger operand, and all of
@@ -1025,12 +1022,9 @@ static cvy_status plan_gemm(builder *b, int i)
         free(bias);
         return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
     }
-    if (kern->fc_pack) { /* the kernel's own layout */
-        size_t np = kern->fc_packed_size(nout, k);
-        float *packed = malloc(np * sizeof(float));
-        if (packed) kern->fc_pack(w, nout, k, packed);
-        st->w_off = packed ? wpush(b, packed, np) : SIZE_MAX;
-        free(packed);
+    if (kern->fc_pack) { /* the kernel's own layout, packed in place */
+        st->w_off = wpush(b, NULL, kern->fc_packed_size(nout, k));
+        if (st->w_off != SIZE_MAX) kern->fc_pack(w, nout, k, b->w + st->w_off);
     } else {
         st->w_off = wpush(b, w, nw);
     }
