@@ -252,6 +252,33 @@ static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, in
 
 static const cvy_gemm GEMM_LANES = {"lanes=columns", MR, 0, 1, packed_size, pack, gemm};
 
+/* In-place 16 x 16 transpose: afterwards x[r] lane c holds what x[c] lane r held. 4 x 4
+ * transposes within each 128-bit block, then a 4 x 4 transpose of the blocks. */
+static inline void transpose16(__m512 x[16])
+{
+    __m512 t[16];
+    for (int g = 0; g < 4; g++) { /* t[4g + i] block j, lane a: x[4g + a] lane 4j + i */
+        __m512 p0 = _mm512_unpacklo_ps(x[4 * g], x[4 * g + 1]),
+               p1 = _mm512_unpackhi_ps(x[4 * g], x[4 * g + 1]);
+        __m512 p2 = _mm512_unpacklo_ps(x[4 * g + 2], x[4 * g + 3]),
+               p3 = _mm512_unpackhi_ps(x[4 * g + 2], x[4 * g + 3]);
+        t[4 * g] = _mm512_shuffle_ps(p0, p2, 0x44);
+        t[4 * g + 1] = _mm512_shuffle_ps(p0, p2, 0xee);
+        t[4 * g + 2] = _mm512_shuffle_ps(p1, p3, 0x44);
+        t[4 * g + 3] = _mm512_shuffle_ps(p1, p3, 0xee);
+    }
+    for (int i = 0; i < 4; i++) { /* x[4j + i] = block j of t[i], t[4 + i], t[8 + i], t[12 + i] */
+        __m512 u0 = _mm512_shuffle_f32x4(t[i], t[4 + i], 0x44),
+               u1 = _mm512_shuffle_f32x4(t[i], t[4 + i], 0xee);
+        __m512 u2 = _mm512_shuffle_f32x4(t[8 + i], t[12 + i], 0x44),
+               u3 = _mm512_shuffle_f32x4(t[8 + i], t[12 + i], 0xee);
+        x[i] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        x[4 + i] = _mm512_shuffle_f32x4(u0, u2, 0xdd);
+        x[8 + i] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        x[12 + i] = _mm512_shuffle_f32x4(u1, u3, 0xdd);
+    }
+}
+
 /* ---- GEMM for few columns: output channels in the lanes ---------------------------------
  * For small maps (7x7, 14x14, Winograd tiles of small maps) 16 columns per vector waste
  * lanes; here a micro-tile is up to 3 vectors of 16 output channels times up to FNJ columns,
@@ -261,7 +288,8 @@ static const cvy_gemm GEMM_LANES = {"lanes=columns", MR, 0, 1, packed_size, pack
 #define FNV       3   /* panels (vectors) per micro-tile */
 #define FNJ       8   /* columns per micro-tile */
 #define FKC       128 /* k rows per block: 3 x 128 x 16 floats = 24 KB of A */
-#define FEW_MAX_N 64  /* columns per call at most */
+#define FEW_MAX_N 256 /* columns per call at most */
+#define FC_GROUP  64  /* images per pass of the fully connected kernel over its weights */
 
 static size_t few_packed_size(int m, int k) { return panels_size(m, k, FMR); }
 static void few_pack(const float *a, int m, int k, float *out) { pack_panels(a, m, k, FMR, out); }
@@ -362,9 +390,6 @@ static void gemm_few(const float *packed, int m, int k, const gemm_b *bs, int j0
         j += run;
     }
     size_t o0 = out_pos(bs, j0); /* output position of the first valid column */
-    __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    __m512i idx_c = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ldc));
-    __m512i idx_r = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)ldres));
     size_t ps = (size_t)FMR * k;
     for (int r0 = 0; r0 < m; r0 += FNV * FMR) {
         int live = (m - r0 + FMR - 1) / FMR;
@@ -378,20 +403,26 @@ static void gemm_few(const float *packed, int m, int k, const gemm_b *bs, int j0
                 few_tile_any(ap, ps, kc, b + tj[t], off, bs->ldb, part + o * FNV * FMR, q0 == 0,
                              live, tw[t]);
         }
-        /* epilogue: 16 rows of one column per vector, gathered and scattered */
+        /* epilogue: blocks of 16 columns x 16 rows transposed in registers, so each output
+         * row is one masked store (scatters cost several times more here) */
         for (int v = 0; v < live; v++) {
-            int r = r0 + 16 * v;
-            __mmask16 mk = cols_mask(m - r);
-            __m512 vb = bias ? _mm512_maskz_loadu_ps(mk, bias + r) : _mm512_setzero_ps();
-            for (int o = 0; o < nout; o++) {
-                __m512 x = _mm512_add_ps(_mm512_load_ps(part + o * FNV * FMR + 16 * v), vb);
-                if (res) {
-                    const float *rp = res + (size_t)r * ldres + o0 + (size_t)o;
-                    x = _mm512_add_ps(
-                        x, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, idx_r, rp, 4));
+            int r = r0 + 16 * v, rows = m - r < 16 ? m - r : 16;
+            for (int ob = 0; ob < nout; ob += 16) {
+                int nc = nout - ob < 16 ? nout - ob : 16;
+                __mmask16 cm = cols_mask(nc);
+                __m512 x[16];
+                for (int i = 0; i < 16; i++)
+                    x[i] = i < nc ? _mm512_load_ps(part + (ob + i) * FNV * FMR + 16 * v)
+                                  : _mm512_setzero_ps();
+                transpose16(x);
+                for (int l = 0; l < rows; l++) {
+                    __m512 y = _mm512_add_ps(x[l], _mm512_set1_ps(bias ? bias[r + l] : 0.0f));
+                    size_t o = o0 + (size_t)ob;
+                    if (res)
+                        y = _mm512_add_ps(
+                            y, _mm512_maskz_loadu_ps(cm, res + (size_t)(r + l) * ldres + o));
+                    _mm512_mask_storeu_ps(c + (size_t)(r + l) * ldc + o, cm, act16(y, act));
                 }
-                _mm512_mask_i32scatter_ps(c + (size_t)r * ldc + o0 + (size_t)o, mk, idx_c,
-                                          act16(x, act), 4);
             }
         }
     }
@@ -403,18 +434,18 @@ static const cvy_gemm GEMM_FEW = {"lanes=channels", FMR,      FEW_MAX_N, 0,
 /* ---- fully connected: output neurons in the lanes ---------------------------------------
  * The weights packed in panels of 16 neurons (fc_pack, as the few-column GEMM's); a micro-
  * tile is up to 3 panels x FNJ images, each image's input value broadcast. A block of 48
- * neurons x FKC weights stays in L1 while up to FEW_MAX_N images pass it, so each weight
+ * neurons x FKC weights stays in L1 while up to FC_GROUP images pass it, so each weight
  * comes from memory once per call, however many images (the row-dot kernels read every
  * weight row once per 4 images). Every output is summed in k order from zero, then bias,
  * then activation, whatever n and the tile it falls in: batching never changes a result. */
 static void fc_lanes(const float *x, int n, int k, const float *w, int o0, int o1,
                      const float *bias, float *y, size_t ldy, const act_params *act)
 {
-    float part[FEW_MAX_N * FNV * FMR] __attribute__((aligned(64)));
+    float part[FC_GROUP * FNV * FMR] __attribute__((aligned(64)));
     size_t ps = (size_t)FMR * k;
     int p0 = o0 / FMR, np = (o1 + FMR - 1) / FMR - p0, nt = (np + FNV - 1) / FNV;
-    for (int i0 = 0; i0 < n; i0 += FEW_MAX_N) {
-        int ni = n - i0 < FEW_MAX_N ? n - i0 : FEW_MAX_N;
+    for (int i0 = 0; i0 < n; i0 += FC_GROUP) {
+        int ni = n - i0 < FC_GROUP ? n - i0 : FC_GROUP;
         for (int t = 0; t < nt; t++) { /* tiles of panels, as even as can be */
             int pa = p0 + t * np / nt, live = p0 + (t + 1) * np / nt - pa;
             for (int q0 = 0; q0 < k; q0 += FKC) {

@@ -378,6 +378,19 @@ static cvy_status fold_bn(builder *b, int bn, int oc, size_t k, float *w, float 
  * ResNets' norm-relu before a 1x1 conv) into the 1x1 conv st that follows it and alone reads
  * its output: the conv's GEMM applies it while packing its input, and the normalised map is
  * never written out. st is the last step, the affine one the step before. */
+/* Whether step a is a standalone affine map (batch-norm, maybe with an activation) whose
+ * output is value x, read by one consumer only and with no views: a prologue candidate. */
+static int affine_feeds(builder *b, const step *a, int x)
+{
+    const plan *p = b->p;
+    if (a->kind != S_CONV_DW || strcmp(a->algo, "affine") != 0 || a->out != x ||
+        sole_consumer(b, (uint32_t)a->out) < 0 || p->values[a->out].root != a->out)
+        return 0;
+    for (int u = 0; u < p->n_values; u++)
+        if (u != a->out && p->values[u].root == a->out) return 0; /* it has views */
+    return 1;
+}
+
 static void fuse_prologue(builder *b, step *st)
 {
     plan *p = b->p;
@@ -385,11 +398,7 @@ static void fuse_prologue(builder *b, step *st)
         st->g.kh != 1 || st->g.kw != 1 || st->g.sh != 1 || st->g.sw != 1 || st->g.group != 1)
         return;
     step *a = &p->steps[p->n_steps - 2];
-    if (a->kind != S_CONV_DW || strcmp(a->algo, "affine") != 0 || a->out != st->in[0] ||
-        sole_consumer(b, (uint32_t)a->out) < 0 || p->values[a->out].root != a->out)
-        return;
-    for (int u = 0; u < p->n_values; u++)
-        if (u != a->out && p->values[u].root == a->out) return; /* it has views */
+    if (!affine_feeds(b, a, st->in[0])) return;
     step f = *st;
     f.in[0] = a->in[0];
     f.pre_w = a->w_off;
@@ -452,15 +461,18 @@ static cvy_status plan_conv(builder *b, int i)
                g.h_out >= 8 && g.w_out >= 8;
     if (wino) kind = S_CONV_WINO;
     /* which own GEMM: few columns per call put output channels in the lanes (B columns of
-     * a padded input include its padding columns); with a short k its transposing epilogue
-     * costs more than the lanes it fills */
+     * a padded input include its padding columns) */
     int s2 = g.sh == 2 && g.sw == 2 && g.dh == 1 && g.dw == 1; /* as phase planes */
     int implicit = own && !wino && !pointwise && ((g.sh == 1 && g.sw == 1) || s2);
     size_t cols = (size_t)g.h_out * g.w_out;
     size_t bcols = implicit ? (size_t)g.h_out * padded_pitch(&g) : cols;
     const cvy_gemm *gk = own ? kern->gemm : NULL;
-    if (own && kern->gemm_few && !wino && k >= FEW_MIN_K &&
-        (bcols <= FEW_COLS || (!implicit && conv_chunk(cols, k) <= FEW_COLS)))
+    size_t few_cols = k >= FEW_LONG_K ? FEW_COLS_LONG : FEW_COLS;
+    /* ... unless a batch-norm before a 1x1 would fuse into the other one's packing */
+    int prologue = pointwise && g.group == 1 && b->p->n_steps > 0 &&
+                   affine_feeds(b, &b->p->steps[b->p->n_steps - 1], (int)n->in[0]);
+    if (own && kern->gemm_few && !wino && !prologue &&
+        (bcols <= few_cols || (!implicit && conv_chunk(cols, k) <= few_cols)))
         gk = kern->gemm_few;
     int few = gk && gk == kern->gemm_few;
     const char *algo = kind == S_CONV_REF    ? "direct-ref"
