@@ -1,7 +1,8 @@
 /* kernels_avx512.c - AVX-512 kernels, built with AVX-512 flags for this file only and chosen
  * at run time. The table starts as a copy of the AVX2 one and replaces what has an AVX-512
  * version: the two convolution GEMMs (OpenBLAS is pinned to its AVX2 kernel here), fully
- * connected layers, depthwise convolution, max pooling and the Winograd transforms. */
+ * connected layers, depthwise convolution, max and average pooling and the Winograd
+ * transforms. */
 #include <immintrin.h>
 #include <math.h>
 #include <pthread.h>
@@ -1031,6 +1032,61 @@ static void maxpool(const float *x, float *y, const conv_geom *g, int c0, int c1
     }
 }
 
+/* ---- average pooling ------------------------------------------------------------------------ */
+
+/* Taps of a window starting at padded position o (stride s, k taps) that count in the
+ * divisor: inside the input [0, n), or with count_pad inside the input and the explicit
+ * padding, never beyond it (ceil_mode). As the reference counts them. */
+static int pool_taps(int o, int s, int pad, int k, int n, int pad_end, int count_pad)
+{
+    int c = 0;
+    for (int t = 0; t < k; t++) {
+        int i = o * s - pad + t;
+        c += count_pad ? i < n + pad_end : i >= 0 && i < n;
+    }
+    return c;
+}
+
+/* Average pooling (dilation 1), rows layout: taps summed in (ky, kx) order from zero,
+ * out-of-input lanes loading zeros (never -0: the sum starts at +0, so adding +0 changes
+ * nothing), then one division by the window's count, as the reference does; the count is a
+ * product of a row factor and a column factor, exact in float. */
+static void avgpool(const float *x, float *y, const conv_geom *g, int c0, int c1, int count_pad)
+{
+    win_masks m;
+    if (g->dh != 1 || g->dw != 1 || !win_init(&m, g) || m.flat) {
+        cvy_kernels_avx2()->avgpool(x, y, g, c0, c1, count_pad);
+        return;
+    }
+    float fx[WIN_MAXV * 16] __attribute__((aligned(64)));
+    for (int ox = 0; ox < m.nv * 16; ox++)
+        fx[ox] = (float)pool_taps(ox, g->sw, g->pl, g->kw, g->w_in, g->pr, count_pad);
+    const __m512 zero = _mm512_setzero_ps();
+    for (int c = c0; c < c1; c++) {
+        const float *xc = x + (size_t)c * g->h_in * g->w_in;
+        float *yc = y + (size_t)c * g->h_out * g->w_out;
+        for (int oy = 0; oy < g->h_out; oy++) {
+            float *yr = yc + (size_t)oy * g->w_out;
+            int iy0 = oy * g->sh - g->pt;
+            __m512 fy = _mm512_set1_ps(
+                (float)pool_taps(oy, g->sh, g->pt, g->kh, g->h_in, g->pb, count_pad));
+            for (int v = 0; v < m.nv; v++) {
+                __m512 acc = zero;
+                for (int ky = 0; ky < g->kh; ky++) {
+                    int iy = iy0 + ky;
+                    if (iy < 0 || iy >= g->h_in) continue;
+                    const float *xr = xc + (size_t)iy * g->w_in;
+                    for (int kx = 0; kx < g->kw; kx++)
+                        acc = _mm512_add_ps(acc, win_load(&m, xr, v, kx, g->sw, g->pl, 1, zero));
+                }
+                __m512 div = _mm512_mul_ps(fy, _mm512_load_ps(fx + 16 * v));
+                __mmask16 some = _mm512_cmp_ps_mask(div, zero, _CMP_GT_OQ);
+                _mm512_mask_storeu_ps(yr + 16 * v, m.out[v], _mm512_maskz_div_ps(some, acc, div));
+            }
+        }
+    }
+}
+
 static cvy_kernels AVX512;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -1041,6 +1097,7 @@ static void init(void)
     AVX512.gemm = &GEMM_LANES;
     AVX512.gemm_few = &GEMM_FEW;
     AVX512.fc = fc_lanes;
+    AVX512.avgpool = avgpool;
     AVX512.fc_packed_size = few_packed_size;
     AVX512.fc_pack = few_pack;
     AVX512.depthwise = depthwise;
