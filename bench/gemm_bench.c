@@ -70,6 +70,7 @@ int main(void)
         {256, 256, 32},   /* a Winograd position */
         {512, 4608, 49},  /* layer4 3x3, 7x7 map */
         {512, 2048, 49},  /* layer4 1x1, 7x7 map */
+        {320, 960, 49},   /* MobileNetV2 7x7 project 1x1 */
         {64, 800, 224},   /* tutorial CNN conv2, 5x5 over a padded 14x14 map */
         {64, 147, 1440},  /* ResNet stem, 7x7/2 over phase planes, one 12-row chunk */
     };

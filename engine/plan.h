@@ -116,7 +116,7 @@ void plan_free(plan *p);
 #define PLAN_MAX_ARENA_FLOATS ((size_t)1 << 28) /* 1 GiB of activations per image at most */
 #define CONV_PANEL_FLOATS     (256 * 1024)      /* im2col panel (k x chunk) budget: 1 MiB */
 #define FEW_COLS              64  /* columns per call up to which convs use the few-column GEMM */
-#define FEW_COLS_LONG         196 /* ... or with k >= FEW_LONG_K, this many */
+#define FEW_COLS_LONG         256 /* ... or with k >= FEW_LONG_K, this many */
 #define FEW_LONG_K            256
 
 #endif
