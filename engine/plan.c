@@ -481,10 +481,17 @@ static cvy_status plan_conv(builder *b, int i)
     if (own && kern->gemm_few && !wino && !prologue &&
         (bcols <= few_cols || (!implicit && conv_chunk(cols, k) <= few_cols)))
         gk = kern->gemm_few;
+    /* Winograd on a map of at most WINO_FEW_TILES tiles (14x14, 13x13): its 36 GEMMs have as
+     * few columns, which the few-column GEMM fills better when their k (c_in) is long
+     * (ResNet's 14x14 256 -> 256: 1.5 -> 1.2 ms on one core; SqueezeNet's 13x13 48 -> 192
+     * would lose 5%) */
+    if (wino && kern->gemm_few && g.c_in >= 128 &&
+        ((g.h_out + 3) / 4) * ((g.w_out + 3) / 4) <= WINO_FEW_TILES)
+        gk = kern->gemm_few;
     int few = gk && gk == kern->gemm_few;
     const char *algo = kind == S_CONV_REF    ? "direct-ref"
                        : kind == S_CONV_DW   ? "depthwise"
-                       : kind == S_CONV_WINO ? "winograd-f43"
+                       : kind == S_CONV_WINO ? (few ? "winograd-f43-oc" : "winograd-f43")
                        : pointwise           ? (few   ? "1x1-gemm-oc"
                                                 : own ? "1x1-gemm"
                                                       : "1x1-sgemm")

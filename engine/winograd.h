@@ -8,10 +8,11 @@
 
 #include <stddef.h>
 
-#define WINO_TILE  4  /* outputs per tile side */
-#define WINO_ALPHA 6  /* input tile side: 4 + 3 - 1 */
-#define WINO_POS   36 /* transformed positions */
-#define WINO_CHUNK 32 /* tiles per GEMM call (columns of the 36 GEMMs) */
+#define WINO_TILE      4  /* outputs per tile side */
+#define WINO_ALPHA     6  /* input tile side: 4 + 3 - 1 */
+#define WINO_POS       36 /* transformed positions */
+#define WINO_CHUNK     32 /* tiles per GEMM call (columns of the 36 GEMMs) */
+#define WINO_FEW_TILES 16 /* maps of at most this many tiles use the few-column GEMM */
 
 /* U = G g G^T for one 3x3 kernel g (row-major), 36 values, in double precision. */
 void wino_kernel(const float *g, double u[WINO_POS]);
