@@ -161,7 +161,8 @@ static void pad_rows(const float *x, float *pad, const step *s, int cin_g, int r
  * row 2y + py, column 2x + px, zeros outside the input), so that tap (ky, kx) of output
  * (oy, ox) is row oy + ky/2, column ox + kx/2 of phase (ky & 1, kx & 1): the stride-1
  * GEMM over row offsets serves stride 2 too. */
-static void pad_phases(const float *x, float *pad, const step *s, int cin_g, int r0, int r1)
+static void pad_phases(const cvy_kernels *k, const float *x, float *pad, const step *s, int cin_g,
+                       int r0, int r1)
 {
     const conv_geom *g = &s->g;
     int ny = g->kh > 1 ? 2 : 1, nx = g->kw > 1 ? 2 : 1;
@@ -184,7 +185,7 @@ static void pad_phases(const float *x, float *pad, const step *s, int cin_g, int
                     }
                     const float *src = xc + (size_t)iy * g->w_in;
                     memset(row, 0, (size_t)x0 * sizeof(float));
-                    for (int c = x0; c < x1; c++) row[c] = src[2 * c + px - g->pl];
+                    if (x1 > x0) k->even(src + 2 * x0 + px - g->pl, row + x0, x1 - x0);
                     memset(row + x1, 0, (size_t)(s->wp - x1) * sizeof(float));
                 }
             }
@@ -192,10 +193,11 @@ static void pad_phases(const float *x, float *pad, const step *s, int cin_g, int
 }
 
 /* The padded input of an implicit conv, for output rows [r0, r1). */
-static void pad_input(const float *x, float *pad, const step *s, int cin_g, int r0, int r1)
+static void pad_input(const cvy_kernels *k, const float *x, float *pad, const step *s, int cin_g,
+                      int r0, int r1)
 {
     if (s->g.sh == 2)
-        pad_phases(x, pad, s, cin_g, r0, r1);
+        pad_phases(k, x, pad, s, cin_g, r0, r1);
     else
         pad_rows(x, pad, s, cin_g, r0, r1);
 }
@@ -230,7 +232,7 @@ static void conv_gemm_task(void *arg, int task, int thread)
         int k = g->c_in * g->kh * g->kw, n = cols;
         gemm_b bs = pointwise_b(j, x, cols); /* 1x1: the input is B */
         if (s->implicit) {                   /* the whole padded input */
-            pad_input(x, scratch, s, g->c_in, 0, g->h_out);
+            pad_input(kern, x, scratch, s, g->c_in, 0, g->h_out);
             bs = (gemm_b){.b = scratch, .off = s->boff, .period = s->wp, .valid = g->w_out};
             n = g->h_out * s->wp;
         } else if (s->scratch) { /* the whole im2col panel */
@@ -259,7 +261,7 @@ static void conv_gemm_task(void *arg, int task, int thread)
 
     if (s->implicit) {
         int r0 = chunk * s->chunk, r1 = r0 + s->chunk < g->h_out ? r0 + s->chunk : g->h_out;
-        pad_input(x, scratch, s, cin_g, r0, r1);
+        pad_input(kern, x, scratch, s, cin_g, r0, r1);
         gemm_b bs = {.b = scratch, .off = s->boff, .period = s->wp, .valid = g->w_out};
         const float *w = W(j, s->w_off) + (size_t)grp * s->gemm->packed_size(cout_g, k);
         s->gemm->run(w, cout_g, k, &bs, r0 * s->wp, (r1 - r0) * s->wp, y, (size_t)cols, bias, res,

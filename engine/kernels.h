@@ -106,6 +106,9 @@ typedef struct cvy_kernels {
     /* fc's weight layout, made once at load: fc_packed_size(nout, k) floats. NULL: rows. */
     size_t (*fc_packed_size)(int nout, int k);
     void (*fc_pack)(const float *w, int nout, int k, float *packed);
+    /* dst[i] = src[2 * i] for i < n: a stride-2 row of the phase planes (reads src[0] to
+     * src[2n - 2] only). */
+    void (*even)(const float *src, float *dst, int n);
     /* im2col, as cvy_im2col below (the reference). */
     void (*im2col)(const float *x, float *col, const conv_geom *g, int cin_g, int col0, int col1);
 

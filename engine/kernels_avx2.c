@@ -105,6 +105,19 @@ static void interior(const conv_geom *g, int *lo, int *hi)
     *hi = h;
 }
 
+/* Even floats: two 8-float loads, shuffle and lane permute per 8 outputs, scalar tail. */
+static void avx2_even(const float *src, float *dst, int n)
+{
+    int i = 0;
+    for (; i + 9 <= n; i += 8) { /* reads src[2i] to src[2i + 15] <= src[2n - 2] */
+        __m256 a = _mm256_loadu_ps(src + 2 * i), b = _mm256_loadu_ps(src + 2 * i + 8);
+        __m256 e = _mm256_shuffle_ps(a, b, 0x88); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
+        _mm256_storeu_ps(dst + i,
+                         _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
+    }
+    for (; i < n; i++) dst[i] = src[2 * i];
+}
+
 static void avx2_depthwise(const float *x, const float *w, const float *bias, float *y,
                            const conv_geom *g, int c0, int c1, const act_params *act)
 {
@@ -434,6 +447,7 @@ static const cvy_kernels AVX2 = {
     .binary = avx2_binary,
     .binary_chan = avx2_binary_chan,
     .fc = fc_blocked,
+    .even = avx2_even,
     .im2col = avx2_im2col,
     .wino_input = wino_input_tiles,
     .wino_output = wino_output_tiles,

@@ -1032,6 +1032,22 @@ static void maxpool(const float *x, float *y, const conv_geom *g, int c0, int c1
     }
 }
 
+/* ---- phase-plane rows --------------------------------------------------------------------- */
+
+/* Even floats, 16 per step from two loads and one two-source permute; the last step's loads
+ * are masked to src[2n - 2]. */
+static void even(const float *src, float *dst, int n)
+{
+    const __m512i idx =
+        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int i = 0; i < n; i += 16) {
+        int rem = 2 * (n - i) - 1; /* floats readable from src + 2i */
+        __m512 a = _mm512_maskz_loadu_ps(cols_mask(rem), src + 2 * i);
+        __m512 b = _mm512_maskz_loadu_ps(rem > 16 ? cols_mask(rem - 16) : 0, src + 2 * i + 16);
+        _mm512_mask_storeu_ps(dst + i, cols_mask(n - i), _mm512_permutex2var_ps(a, idx, b));
+    }
+}
+
 /* ---- average pooling ------------------------------------------------------------------------ */
 
 /* Taps of a window starting at padded position o (stride s, k taps) that count in the
@@ -1098,6 +1114,7 @@ static void init(void)
     AVX512.gemm_few = &GEMM_FEW;
     AVX512.fc = fc_lanes;
     AVX512.avgpool = avgpool;
+    AVX512.even = even;
     AVX512.fc_packed_size = few_packed_size;
     AVX512.fc_pack = few_pack;
     AVX512.depthwise = depthwise;

@@ -77,6 +77,11 @@ void cvy_conv_ref(const float *x, const float *w, const float *bias, float *y, c
     }
 }
 
+static void ref_even(const float *src, float *dst, int n)
+{
+    for (int i = 0; i < n; i++) dst[i] = src[2 * i];
+}
+
 static void ref_depthwise(const float *x, const float *w, const float *bias, float *y,
                           const conv_geom *g, int c0, int c1, const act_params *act)
 {
@@ -255,6 +260,7 @@ static const cvy_kernels REF = {
     .bias_act = ref_bias_act,
     .act = ref_act,
     .depthwise = ref_depthwise,
+    .even = ref_even,
     .maxpool = ref_maxpool,
     .avgpool = ref_avgpool,
     .gap = ref_gap,

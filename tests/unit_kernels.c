@@ -161,6 +161,29 @@ START_TEST(window_kernels_match_reference)
 }
 END_TEST
 
+/* The phase planes' even-float copy: every length from 1 to 70 (vector bodies and tails),
+ * each source exactly 2n - 1 floats long, so a read past its last float shows under ASan. */
+START_TEST(even_matches_reference)
+{
+    tm_seed(5);
+    const cvy_kernels *tabs[2] = {opt(), cvy_cpu_has(CVY_ISA_AVX512) ? cvy_kernels_avx512() : NULL};
+    for (int n = 1; n <= 70; n++) {
+        float *src = malloc((size_t)(2 * n - 1) * 4), *want = malloc((size_t)n * 4);
+        float *got = malloc((size_t)(n + 1) * 4);
+        tm_fill(src, (size_t)(2 * n - 1));
+        cvy_kernels_ref()->even(src, want, n);
+        for (int i = 0; i < n; i++) ck_assert(want[i] == src[2 * i]);
+        for (int t = 0; t < 2 && tabs[t]; t++) {
+            got[n] = 12345.0f;
+            tabs[t]->even(src, got, n);
+            ck_assert_msg(memcmp(got, want, (size_t)n * 4) == 0, "%s even n %d", tabs[t]->name, n);
+            ck_assert_msg(got[n] == 12345.0f, "%s even wrote past n %d", tabs[t]->name, n);
+        }
+        free(src), free(want), free(got);
+    }
+}
+END_TEST
+
 START_TEST(pools_match_reference)
 {
     tm_seed(3);
@@ -527,6 +550,7 @@ Suite *kernels_suite(void)
     tcase_add_test(tc, depthwise_matches_reference);
     tcase_add_test(tc, window_kernels_match_reference);
     tcase_add_test(tc, pools_match_reference);
+    tcase_add_test(tc, even_matches_reference);
     tcase_add_test(tc, avgpool_count_include_pad_semantics);
     tcase_add_test(tc, gap_and_binary_match_reference);
     tcase_add_test(tc, im2col_chunks_cover_reference_conv);
