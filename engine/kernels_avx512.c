@@ -285,12 +285,13 @@ static inline void transpose16(__m512 x[16])
  * lanes; here a micro-tile is up to 3 vectors of 16 output channels times up to FNJ columns,
  * each column a broadcast of one B value. The packed A block (48 rows x FKC) stays in L1
  * while the column tiles pass; partial sums wait in a stack buffer between k blocks. */
-#define FMR       16  /* rows per packed panel: one vector of output channels */
-#define FNV       3   /* panels (vectors) per micro-tile */
-#define FNJ       8   /* columns per micro-tile */
-#define FKC       128 /* k rows per block: 3 x 128 x 16 floats = 24 KB of A */
-#define FEW_MAX_N 256 /* columns per call at most */
-#define FC_GROUP  64  /* images per pass of the fully connected kernel over its weights */
+#define FMR         16  /* rows per packed panel: one vector of output channels */
+#define FNV         3   /* panels (vectors) per micro-tile */
+#define FNJ         8   /* columns per micro-tile */
+#define FKC         128 /* k rows per block: 3 x 128 x 16 floats = 24 KB of A */
+#define FEW_MAX_N   256 /* columns per call at most */
+#define FEW_PF_ROWS 16  /* B rows prefetched ahead */
+#define FC_GROUP    64  /* images per pass of the fully connected kernel over its weights */
 
 static size_t few_packed_size(int m, int k) { return panels_size(m, k, FMR); }
 static void few_pack(const float *a, int m, int k, float *out) { pack_panels(a, m, k, FMR, out); }
@@ -313,6 +314,8 @@ static inline __attribute__((always_inline)) void few_tile(const float *ap, size
     for (int q = 0; q < kc; q++) {
         __m512 av[FNV];
         const float *bq = off ? b + off[q] : b + (size_t)q * ldb;
+        if (!off && ldj == 1) /* plain B rows come from L2 or another core's cache */
+            _mm_prefetch((const char *)(bq + FEW_PF_ROWS * ldb), _MM_HINT_T0);
 #pragma GCC unroll 3
         for (int v = 0; v < live; v++) {
             av[v] = _mm512_loadu_ps(ap + v * ps + (size_t)q * FMR);
