@@ -253,21 +253,25 @@ static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, in
 
 static const cvy_gemm GEMM_LANES = {"lanes=columns", MR, 0, 1, packed_size, pack, gemm};
 
+/* Four 4 x 4 transposes, one per 128-bit block: out[i] block j holds element i of that
+ * block of in[0], in[1], in[2] and in[3]. */
+static inline void transpose4_blocks(const __m512 in[4], __m512 out[4])
+{
+    __m512 p0 = _mm512_unpacklo_ps(in[0], in[1]), p1 = _mm512_unpackhi_ps(in[0], in[1]);
+    __m512 p2 = _mm512_unpacklo_ps(in[2], in[3]), p3 = _mm512_unpackhi_ps(in[2], in[3]);
+    out[0] = _mm512_shuffle_ps(p0, p2, 0x44);
+    out[1] = _mm512_shuffle_ps(p0, p2, 0xee);
+    out[2] = _mm512_shuffle_ps(p1, p3, 0x44);
+    out[3] = _mm512_shuffle_ps(p1, p3, 0xee);
+}
+
 /* In-place 16 x 16 transpose: afterwards x[r] lane c holds what x[c] lane r held. 4 x 4
  * transposes within each 128-bit block, then a 4 x 4 transpose of the blocks. */
 static inline void transpose16(__m512 x[16])
 {
     __m512 t[16];
-    for (int g = 0; g < 4; g++) { /* t[4g + i] block j, lane a: x[4g + a] lane 4j + i */
-        __m512 p0 = _mm512_unpacklo_ps(x[4 * g], x[4 * g + 1]),
-               p1 = _mm512_unpackhi_ps(x[4 * g], x[4 * g + 1]);
-        __m512 p2 = _mm512_unpacklo_ps(x[4 * g + 2], x[4 * g + 3]),
-               p3 = _mm512_unpackhi_ps(x[4 * g + 2], x[4 * g + 3]);
-        t[4 * g] = _mm512_shuffle_ps(p0, p2, 0x44);
-        t[4 * g + 1] = _mm512_shuffle_ps(p0, p2, 0xee);
-        t[4 * g + 2] = _mm512_shuffle_ps(p1, p3, 0x44);
-        t[4 * g + 3] = _mm512_shuffle_ps(p1, p3, 0xee);
-    }
+    for (int g = 0; g < 4; g++) /* t[4g + i] block j, lane a: x[4g + a] lane 4j + i */
+        transpose4_blocks(x + 4 * g, t + 4 * g);
     for (int i = 0; i < 4; i++) { /* x[4j + i] = block j of t[i], t[4 + i], t[8 + i], t[12 + i] */
         __m512 u0 = _mm512_shuffle_f32x4(t[i], t[4 + i], 0x44),
                u1 = _mm512_shuffle_f32x4(t[i], t[4 + i], 0xee);
@@ -768,18 +772,6 @@ static inline void bt16(const __m512 d[6], __m512 o[6])
     o[4] = _mm512_add_ps(
         _mm512_sub_ps(_mm512_sub_ps(_mm512_mul_ps(c2, d[1]), d[2]), _mm512_mul_ps(c2, d[3])), d[4]);
     o[5] = _mm512_add_ps(_mm512_sub_ps(_mm512_mul_ps(c4, d[1]), _mm512_mul_ps(c5, d[3])), d[5]);
-}
-
-/* Four 4 x 4 transposes, one per 128-bit block: out[i] block j holds element i of that
- * block of in[0], in[1], in[2] and in[3]. */
-static inline void transpose4_blocks(const __m512 in[4], __m512 out[4])
-{
-    __m512 p0 = _mm512_unpacklo_ps(in[0], in[1]), p1 = _mm512_unpackhi_ps(in[0], in[1]);
-    __m512 p2 = _mm512_unpacklo_ps(in[2], in[3]), p3 = _mm512_unpackhi_ps(in[2], in[3]);
-    out[0] = _mm512_shuffle_ps(p0, p2, 0x44);
-    out[1] = _mm512_shuffle_ps(p0, p2, 0xee);
-    out[2] = _mm512_shuffle_ps(p1, p3, 0x44);
-    out[3] = _mm512_shuffle_ps(p1, p3, 0xee);
 }
 
 /* Row r of 16 tiles' 6 x 6 windows, one zmm per window column: for each tile a masked

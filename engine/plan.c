@@ -374,10 +374,6 @@ static cvy_status fold_bn(builder *b, int bn, int oc, size_t k, float *w, float 
     return CVY_OK;
 }
 
-/* Folds a standalone batch-norm + activation step ("affine", DenseNet's and pre-activation
- * ResNets' norm-relu before a 1x1 conv) into the 1x1 conv st that follows it and alone reads
- * its output: the conv's GEMM applies it while packing its input, and the normalised map is
- * never written out. st is the last step, the affine one the step before. */
 /* Whether step a is a standalone affine map (batch-norm, maybe with an activation) whose
  * output is value x, read by one consumer only and with no views: a prologue candidate. */
 static int affine_feeds(builder *b, const step *a, int x)
@@ -391,6 +387,10 @@ static int affine_feeds(builder *b, const step *a, int x)
     return 1;
 }
 
+/* Folds a standalone batch-norm + activation step ("affine", DenseNet's and pre-activation
+ * ResNets' norm-relu before a 1x1 conv) into the 1x1 conv st that follows it and alone reads
+ * its output: the conv's GEMM applies it while packing its input, and the normalised map is
+ * never written out. st is the last step, the affine one the step before. */
 static void fuse_prologue(builder *b, step *st)
 {
     plan *p = b->p;
@@ -463,8 +463,9 @@ static cvy_status plan_conv(builder *b, int i)
      * has under half the input's channels: there the input transform, done by each of the
      * channel halves a small map is split into, outweighs the multiplications it saves
      * (DenseNet-121's 14x14 128 -> 32: 0.19 ms Winograd, 0.12 ms direct, one core) */
-    if (wino && kern->gemm_few && k >= FEW_LONG_K &&
-        (size_t)g.h_out * padded_pitch(&g) <= FEW_COLS_LONG && 2 * g.c_out < g.c_in)
+    size_t few_cols = k >= FEW_LONG_K ? FEW_COLS_LONG : FEW_COLS; /* what it takes for this k */
+    if (wino && kern->gemm_few && (size_t)g.h_out * padded_pitch(&g) <= few_cols &&
+        2 * g.c_out < g.c_in)
         wino = 0;
     if (wino) kind = S_CONV_WINO;
     /* which own GEMM: few columns per call put output channels in the lanes (B columns of
@@ -474,7 +475,6 @@ static cvy_status plan_conv(builder *b, int i)
     size_t cols = (size_t)g.h_out * g.w_out;
     size_t bcols = implicit ? (size_t)g.h_out * padded_pitch(&g) : cols;
     const cvy_gemm *gk = own ? kern->gemm : NULL;
-    size_t few_cols = k >= FEW_LONG_K ? FEW_COLS_LONG : FEW_COLS;
     /* ... unless a batch-norm before a 1x1 would fuse into the other one's packing */
     int prologue = pointwise && g.group == 1 && b->p->n_steps > 0 &&
                    affine_feeds(b, &b->p->steps[b->p->n_steps - 1], (int)n->in[0]);
