@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 const char *cvy_status_str(cvy_status s)
 {
@@ -37,11 +38,15 @@ cvy_status cvy_fail(cvy_error *err, cvy_status s, const char *fmt, ...)
     return s;
 }
 
+#define HUGE_PAGE ((size_t)2 << 20)
+
 void *cvy_alloc_aligned(size_t n)
 {
     void *p = NULL;
     size_t sz = cvy_round_up(n ? n : 1, 64);
-    if (sz < n || posix_memalign(&p, 64, sz) != 0) return NULL;
+    size_t align = sz >= HUGE_PAGE ? HUGE_PAGE : 64;
+    if (sz < n || posix_memalign(&p, align, sz) != 0) return NULL;
+    if (align == HUGE_PAGE) madvise(p, sz, MADV_HUGEPAGE);
     memset(p, 0, sz);
     return p;
 }
