@@ -60,6 +60,26 @@ static inline __m512 act16(__m512 v, const act_params *a)
     return v;
 }
 
+/* act16 with the activation type a compile-time constant after inlining (-1: any type);
+ * lo, hi hold the clip bounds. */
+static inline __attribute__((always_inline)) __m512 act16k(__m512 v, int type, __m512 lo, __m512 hi,
+                                                           const act_params *a)
+{
+    if (type == ACT_CLIP) return _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    if (type == ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
+    if (type == ACT_NONE) return v;
+    return act16(v, a);
+}
+
+/* Calls CALL(type) with the activation type as a constant for the common ones. */
+#define BY_ACT(act, CALL)                                                                          \
+    switch ((act)->type) {                                                                         \
+    case ACT_CLIP: CALL(ACT_CLIP); break;                                                          \
+    case ACT_RELU: CALL(ACT_RELU); break;                                                          \
+    case ACT_NONE: CALL(ACT_NONE); break;                                                          \
+    default: CALL(-1); break;                                                                      \
+    }
+
 /* Panels of mr rows: the panel of rows [r0, r0 + mr) holds, from r0 * k, for each q < k the
  * mr values a[r0 + r][q] (zero rows past m): one broadcast or one vector per q. */
 static void pack_panels(const float *a, int m, int k, int mr, float *out)
@@ -150,12 +170,47 @@ static void pack_strip(const gemm_b *bs, int j, int nc, int q0, int kc, float *b
     }
 }
 
+/* The last k block's stores: bias, then residual, then activation, with the activation type
+ * (-1: any) and the packing of the columns (compress on store) constants after inlining and
+ * the masks and offsets hoisted out of the row loop (per-vector branches cost more than the
+ * FMAs of a short k). */
+static inline __attribute__((always_inline)) void
+epi_last(__m512 acc[NV][MR], const int live, int mr, const strip_map *sm, float *c, size_t ldc,
+         const float *bias, const float *res, size_t ldres, const int type, const int packed,
+         const act_params *act)
+{
+    const __m512 lo = _mm512_set1_ps(act->a), hi = _mm512_set1_ps(act->b);
+    __mmask16 vm[NV];
+    size_t at[NV];
+    for (int v = 0; v < NV; v++) vm[v] = sm->vm[v], at[v] = sm->o + (size_t)sm->at[v];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr) break;
+        const __m512 vb = _mm512_set1_ps(bias ? bias[r] : 0.0f);
+        float *cr = c + (size_t)r * ldc;
+        const float *rr = res ? res + (size_t)r * ldres : NULL;
+#pragma GCC unroll 3
+        for (int v = 0; v < live; v++) {
+            __m512 x = _mm512_add_ps(acc[v][r], vb);
+            if (rr)
+                x = _mm512_add_ps(x, packed ? _mm512_maskz_expandloadu_ps(vm[v], rr + at[v])
+                                            : _mm512_maskz_loadu_ps(vm[v], rr + at[v]));
+            x = act16k(x, type, lo, hi, act);
+            if (packed)
+                _mm512_mask_compressstoreu_ps(cr + at[v], vm[v], x);
+            else
+                _mm512_mask_storeu_ps(cr + at[v], vm[v], x);
+        }
+    }
+}
+
 /* One micro-tile over a packed strip: mr <= MR rows, LIVE vectors of columns, kc rows of k.
  * first: start from zero, else from the partial sums stored in c; last: apply bias, residual
  * and activation, else store the partial sums. Summation stays in q order either way. */
 #define TILE_BODY(LIVE)                                                                            \
     do {                                                                                           \
         __m512 acc[NV][MR];                                                                        \
+        const int nlive = (LIVE);                                                                  \
         _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)                                       \
             _Pragma("GCC unroll 3") for (int v = 0; v < LIVE; v++) acc[v][r] =                     \
                 first || r >= mr ? _mm512_setzero_ps() : load_part(sm, c + (size_t)r * ldc, v);    \
@@ -173,14 +228,20 @@ static void pack_strip(const gemm_b *bs, int j, int nc, int q0, int kc, float *b
                     _mm512_fmadd_ps(av, bv[v], acc[v][r]);                                         \
             }                                                                                      \
         }                                                                                          \
-        _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)                                       \
-        {                                                                                          \
-            if (r >= mr) break;                                                                    \
-            _Pragma("GCC unroll 3") for (int v = 0; v < LIVE; v++)                                 \
-                store_out(sm, c + (size_t)r * ldc, v, acc[v][r], last, bias ? bias[r] : 0.0f,      \
-                          res ? res + (size_t)r * ldres : NULL, act);                              \
-        }                                                                                          \
+        if (last && sm->packed) {                                                                  \
+            BY_ACT(act, EPI_PACKED)                                                                \
+        } else if (last) {                                                                         \
+            BY_ACT(act, EPI_PLAIN)                                                                 \
+        } else                                                                                     \
+            _Pragma("GCC unroll 8") for (int r = 0; r < MR; r++)                                   \
+            {                                                                                      \
+                if (r >= mr) break;                                                                \
+                _Pragma("GCC unroll 3") for (int v = 0; v < LIVE; v++)                             \
+                    store_part(sm, c + (size_t)r * ldc, v, acc[v][r]);                             \
+            }                                                                                      \
     } while (0)
+#define EPI_PLAIN(T)  epi_last(acc, nlive, mr, sm, c, ldc, bias, res, ldres, T, 0, act)
+#define EPI_PACKED(T) epi_last(acc, nlive, mr, sm, c, ldc, bias, res, ldres, T, 1, act)
 
 #define PF_AHEAD 256 /* floats of packed A prefetched ahead: weights often come from memory */
 
@@ -192,20 +253,11 @@ static inline __m512 load_part(const strip_map *sm, const float *cr, int v)
                       : _mm512_maskz_loadu_ps(sm->vm[v], p);
 }
 
-static inline void store_out(const strip_map *sm, float *cr, int v, __m512 x, int last, float bias,
-                             const float *rr, const act_params *act)
+/* Stores partial sums (a k block before the last) where load_part reads them back. */
+static inline void store_part(const strip_map *sm, float *cr, int v, __m512 x)
 {
     if (!sm->vm[v]) return;
     float *p = cr + sm->o + sm->at[v];
-    if (last) {
-        x = _mm512_add_ps(x, _mm512_set1_ps(bias));
-        if (rr) {
-            const float *rp = rr + sm->o + sm->at[v];
-            x = _mm512_add_ps(x, sm->packed ? _mm512_maskz_expandloadu_ps(sm->vm[v], rp)
-                                            : _mm512_maskz_loadu_ps(sm->vm[v], rp));
-        }
-        x = act16(x, act);
-    }
     if (sm->packed)
         _mm512_mask_compressstoreu_ps(p, sm->vm[v], x);
     else
@@ -565,26 +617,6 @@ static inline __m512 win_load(const win_masks *m, const float *xr, int v, int kx
         _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     return _mm512_permutex2var_ps(a, even, _mm512_mask_loadu_ps(fill, m->hi[v][kx], p + 16));
 }
-
-/* act16 with the activation type a compile-time constant after inlining (-1: any type);
- * lo, hi hold the clip bounds. */
-static inline __attribute__((always_inline)) __m512 act16k(__m512 v, int type, __m512 lo, __m512 hi,
-                                                           const act_params *a)
-{
-    if (type == ACT_CLIP) return _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-    if (type == ACT_RELU) return _mm512_max_ps(v, _mm512_setzero_ps());
-    if (type == ACT_NONE) return v;
-    return act16(v, a);
-}
-
-/* Calls CALL(type) with the activation type as a constant for the common ones. */
-#define BY_ACT(act, CALL)                                                                          \
-    switch ((act)->type) {                                                                         \
-    case ACT_CLIP: CALL(ACT_CLIP); break;                                                          \
-    case ACT_RELU: CALL(ACT_RELU); break;                                                          \
-    case ACT_NONE: CALL(ACT_NONE); break;                                                          \
-    default: CALL(-1); break;                                                                      \
-    }
 
 /* Depthwise conv of one channel, rows layout, any kernel up to WIN_MAXK. The sum runs over
  * the taps in (ky, kx) order from zero, then the bias, as the reference (a tap outside the

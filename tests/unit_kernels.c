@@ -378,8 +378,9 @@ START_TEST(fc_matches_reference_and_ignores_batch)
 END_TEST
 
 /* The AVX-512 GEMM against a naive product, over odd m, n, k (k up to 800: several packed k
- * blocks, partial sums kept in the output between them), with bias, residual and every
- * activation; computing the columns in pieces gives the same bits as all at once. */
+ * blocks, partial sums kept in the output between them), with bias and every activation,
+ * each with and without a residual, on plain and padded (period) columns; computing the
+ * columns in pieces gives the same bits as all at once. */
 START_TEST(gemm_avx512_matches_reference)
 {
     if (!cvy_cpu_has(CVY_ISA_AVX512)) {
@@ -401,7 +402,7 @@ START_TEST(gemm_avx512_matches_reference)
         tm_fill(a, (size_t)m * k), tm_fill(b, (size_t)k * ldb), tm_fill(bias, (size_t)m);
         tm_fill(res, (size_t)m * ldc);
         const act_params *act = &ACTS[trial % N_ACTS];
-        const float *r = trial % 2 ? res : NULL;
+        const float *r = (trial / N_ACTS) % 2 ? res : NULL; /* every activation with and without */
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) {
                 double s = 0;
@@ -426,7 +427,7 @@ START_TEST(gemm_avx512_matches_reference)
         for (int q = 0; q < k; q++) off[q] = (int32_t)((size_t)q * ldb);
         gemm_b vb = {.b = b, .off = off, .period = period, .valid = valid};
         memset(c2, 0, (size_t)m * ldc * 4);
-        gk->run(p, m, k, &vb, 0, nv, c2, ldc, bias, NULL, ldc, act);
+        gk->run(p, m, k, &vb, 0, nv, c2, ldc, bias, r, ldc, act);
         for (int i = 0; i < m; i++)
             for (int jv = 0; jv < nv; jv++) {
                 if (jv % period >= valid) continue;
@@ -434,7 +435,9 @@ START_TEST(gemm_avx512_matches_reference)
                 double s = 0;
                 for (int q = 0; q < k; q++)
                     s += (double)a[(size_t)i * k + q] * b[(size_t)q * ldb + jv];
-                float v = cvy_act1((float)s + bias[i], act);
+                float v = (float)s + bias[i];
+                if (r) v += r[(size_t)i * ldc + o];
+                v = cvy_act1(v, act);
                 ck_assert_msg(fabs(c2[(size_t)i * ldc + o] - v) <= 1e-5 + 1e-4 * fabs(v),
                               "virtual trial %d", trial);
             }
