@@ -353,7 +353,8 @@ static void channel_task(void *arg, int task, int thread)
     const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
     float *y = j->c->ptr[s->out] + img * istride(j, s->out);
     if (s->kind == S_CONV_DW)
-        k->depthwise(x, W(j, s->w_off), W(j, s->b_off), y, &s->g, c0, c1, &s->act);
+        k->depthwise(x, (size_t)s->g.h_in * s->g.w_in, W(j, s->w_off), W(j, s->b_off), y,
+                     (size_t)s->g.h_out * s->g.w_out, &s->g, c0, c1, &s->act);
     else if (s->kind == S_MAXPOOL)
         k->maxpool(x, y, &s->g, c0, c1);
     else
@@ -396,6 +397,37 @@ static void binary_general(const job *j, int img, const float *a, const float *b
                     size_t ib = d1 * st[1][1] + d2 * st[1][2] + d3 * st[1][3] + d4 * st[1][4];
                     y[i] = s->mul ? a[ia] * b[ib] : a[ia] + b[ib];
                 }
+}
+
+/* One band of a depthwise step with a 1x1 conv fused in front (fuse_bands in plan.c): the
+ * 1x1's output rows [ra, rb) that output rows [y0, y1) read go to the thread's scratch as a
+ * (C, rb - ra, W) map, then the depthwise kernel makes those output rows from it, its
+ * geometry moved to the band (top padding only in the first). */
+static void band_task(void *arg, int task, int thread)
+{
+    const job *j = arg;
+    const step *s = j->s, *pw = s->pre;
+    const conv_geom *g = &s->g;
+    int img = j->img0 + task / s->tasks, y0 = (task % s->tasks) * s->chunk;
+    int y1 = y0 + s->chunk < g->h_out ? y0 + s->chunk : g->h_out;
+    int first = y0 * g->sh - g->pt, last = (y1 - 1) * g->sh - g->pt + (g->kh - 1) * g->dh;
+    int ra = first < 0 ? 0 : first, rb = last < g->h_in ? last + 1 : g->h_in;
+    size_t wi = (size_t)g->w_in, n = (size_t)(rb - ra) * wi;
+    float *band = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
+    job jp = *j;
+    jp.s = pw;
+    const float *x = j->c->ptr[pw->in[0]] + img * istride(j, pw->in[0]);
+    gemm_b bs = pointwise_b(&jp, x + (size_t)ra * wi, g->h_in * g->w_in);
+    pw->gemm->run(W(j, pw->w_off), pw->g.c_out, pw->g.c_in, &bs, 0, (int)n, band, n,
+                  W(j, pw->b_off), NULL, 0, &pw->act);
+    conv_geom gb = *g;
+    gb.h_in = rb - ra;
+    gb.pt = ra - first;
+    gb.pb = last + 1 - rb;
+    gb.h_out = y1 - y0;
+    float *y = j->c->ptr[s->out] + img * istride(j, s->out) + (size_t)y0 * g->w_out;
+    j->c->m->plan.kern->depthwise(band, n, W(j, s->w_off), W(j, s->b_off), y,
+                                  (size_t)g->h_out * g->w_out, &gb, 0, g->c_out, &s->act);
 }
 
 /* Per-image steps that are cheap or sequential: binary, concat, gap, act, softmax, copy. */
@@ -469,7 +501,7 @@ static cvy_task_fn step_fn(const step *s, int *per_image)
     case S_CONV_GEMM: *per_image = s->tasks; return conv_gemm_task;
     case S_CONV_REF: return conv_ref_task;
     case S_CONV_WINO: *per_image = s->tasks; return wino_task;
-    case S_CONV_DW:
+    case S_CONV_DW: *per_image = s->tasks; return s->pre ? band_task : channel_task;
     case S_MAXPOOL:
     case S_AVGPOOL: *per_image = s->tasks; return channel_task;
     case S_GEMM: *per_image = s->tasks; return gemm_task;

@@ -82,9 +82,10 @@ typedef struct cvy_kernels {
     void (*act)(const float *x, float *y, size_t n, const act_params *act);
 
     /* Depthwise conv (group == c_in == c_out) of channels [c0, c1) of one image.
-     * x (C, H, W), w (C, KH, KW), bias (C) or NULL, y (C, OH, OW), activation fused. */
-    void (*depthwise)(const float *x, const float *w, const float *bias, float *y,
-                      const conv_geom *g, int c0, int c1, const act_params *act);
+     * x (C, H, W) with channels xcs floats apart, w (C, KH, KW), bias (C) or NULL, y (C, OH,
+     * OW) with channels ycs floats apart, activation fused. */
+    void (*depthwise)(const float *x, size_t xcs, const float *w, const float *bias, float *y,
+                      size_t ycs, const conv_geom *g, int c0, int c1, const act_params *act);
 
     /* Max / average pooling of channels [c0, c1) of one image. For average pooling
      * count_pad says whether cells of the explicit padding count in the divisor; cells a

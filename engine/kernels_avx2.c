@@ -118,19 +118,19 @@ static void avx2_even(const float *src, float *dst, int n)
     for (; i < n; i++) dst[i] = src[2 * i];
 }
 
-static void avx2_depthwise(const float *x, const float *w, const float *bias, float *y,
-                           const conv_geom *g, int c0, int c1, const act_params *act)
+static void avx2_depthwise(const float *x, size_t xcs, const float *w, const float *bias, float *y,
+                           size_t ycs, const conv_geom *g, int c0, int c1, const act_params *act)
 {
     if (g->sw > 2) {
-        cvy_kernels_ref()->depthwise(x, w, bias, y, g, c0, c1, act);
+        cvy_kernels_ref()->depthwise(x, xcs, w, bias, y, ycs, g, c0, c1, act);
         return;
     }
     int lo, hi;
     interior(g, &lo, &hi);
     for (int c = c0; c < c1; c++) {
-        const float *xc = x + (size_t)c * g->h_in * g->w_in;
+        const float *xc = x + (size_t)c * xcs;
         const float *wc = w + (size_t)c * g->kh * g->kw;
-        float *yc = y + (size_t)c * g->h_out * g->w_out;
+        float *yc = y + (size_t)c * ycs;
         float b = bias ? bias[c] : 0.0f;
         for (int oy = 0; oy < g->h_out; oy++) {
             float *yr = yc + (size_t)oy * g->w_out;

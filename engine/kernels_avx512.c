@@ -758,19 +758,19 @@ static inline __attribute__((always_inline)) void dw3_flat(const win_masks *m, c
 /* Every tap a masked load with masks computed once per call (win_masks), so borders,
  * padding and short rows need no scalar path; 3x3 dilation-1 kernels get unrolled copies
  * with the weights in registers. */
-static void depthwise(const float *x, const float *w, const float *bias, float *y,
-                      const conv_geom *g, int c0, int c1, const act_params *act)
+static void depthwise(const float *x, size_t xcs, const float *w, const float *bias, float *y,
+                      size_t ycs, const conv_geom *g, int c0, int c1, const act_params *act)
 {
     win_masks m;
     if (!win_init(&m, g)) {
-        cvy_kernels_avx2()->depthwise(x, w, bias, y, g, c0, c1, act);
+        cvy_kernels_avx2()->depthwise(x, xcs, w, bias, y, ycs, g, c0, c1, act);
         return;
     }
     int k33 = g->kh == 3 && g->kw == 3 && g->dh == 1 && g->dw == 1;
     for (int c = c0; c < c1; c++) {
-        const float *xc = x + (size_t)c * g->h_in * g->w_in;
+        const float *xc = x + (size_t)c * xcs;
         const float *wc = w + (size_t)c * g->kh * g->kw;
-        float *yc = y + (size_t)c * g->h_out * g->w_out, b = bias ? bias[c] : 0.0f;
+        float *yc = y + (size_t)c * ycs, b = bias ? bias[c] : 0.0f;
 #define DW3_FLAT(t) dw3_flat(&m, xc, wc, b, yc, g, act, t)
 #define DW3_S1(t)   dw3_rows(&m, xc, wc, b, yc, g, act, 1, t)
 #define DW3_S2(t)   dw3_rows(&m, xc, wc, b, yc, g, act, 2, t)

@@ -82,13 +82,13 @@ static void ref_even(const float *src, float *dst, int n)
     for (int i = 0; i < n; i++) dst[i] = src[2 * i];
 }
 
-static void ref_depthwise(const float *x, const float *w, const float *bias, float *y,
-                          const conv_geom *g, int c0, int c1, const act_params *act)
+static void ref_depthwise(const float *x, size_t xcs, const float *w, const float *bias, float *y,
+                          size_t ycs, const conv_geom *g, int c0, int c1, const act_params *act)
 {
     for (int c = c0; c < c1; c++) {
-        const float *xc = x + (size_t)c * g->h_in * g->w_in;
+        const float *xc = x + (size_t)c * xcs;
         const float *wc = w + (size_t)c * g->kh * g->kw;
-        float *yc = y + (size_t)c * g->h_out * g->w_out;
+        float *yc = y + (size_t)c * ycs;
         for (int oy = 0; oy < g->h_out; oy++)
             for (int ox = 0; ox < g->w_out; ox++) {
                 float acc = 0.0f;

@@ -412,6 +412,55 @@ static void fuse_prologue(builder *b, step *st)
     p->n_steps--;
 }
 
+/* Runs the 1x1 conv before depthwise step st (the last two steps) inside st, band by band,
+ * when st alone reads its map and the map is large (MobileNetV2's expansions at 112x112 and
+ * 56x56): a task computes the 1x1's rows that one band of st's output rows reads into the
+ * thread's scratch, then those output rows, so the map, written and read back from memory
+ * otherwise, never leaves the core's cache. Neighbouring bands both compute the rows they
+ * share; the results are those of the two steps apart, bit for bit (each column of a GEMM
+ * and each output row of the depthwise kernel come out the same whatever range is run). */
+static cvy_status fuse_bands(builder *b, step *st)
+{
+    plan *p = b->p;
+    if (p->n_steps < 2 || strcmp(st->algo, "depthwise") != 0) return CVY_OK;
+    step *a = &p->steps[p->n_steps - 2];
+    const conv_geom *g = &st->g, *ga = &a->g;
+    if (a->kind != S_CONV_GEMM || !a->gemm || a->gemm->max_n || a->out != st->in[0] ||
+        ga->kh != 1 || ga->kw != 1 || ga->sh != 1 || ga->sw != 1 || ga->pt || ga->pl || ga->pb ||
+        ga->pr || ga->group != 1 || a->implicit || a->scratch || a->rows || a->residual >= 0 ||
+        sole_consumer(b, (uint32_t)a->out) < 0 || p->values[a->out].root != a->out ||
+        p->values[a->out].size < BAND_MIN_FLOATS)
+        return CVY_OK;
+    for (int u = 0; u < p->n_values; u++)
+        if (u != a->out && p->values[u].root == a->out) return CVY_OK; /* it has views */
+    /* output rows per band: the input rows they read, (rows - 1) * sh + reach, fit the budget */
+    size_t row = (size_t)g->c_in * g->w_in, fit = BAND_FLOATS / row;
+    int reach = (g->kh - 1) * g->dh + 1, half = (g->h_out + 1) / 2;
+    int rows = fit < (size_t)reach ? 0 : (int)((fit - (size_t)reach) / (size_t)g->sh) + 1;
+    if (rows > half) rows = half; /* two bands at least, for two workers at batch 1 */
+    if (rows < BAND_MIN_ROWS) return CVY_OK;
+    int bands = (g->h_out + rows - 1) / rows;
+    bands += bands % 2; /* an even number, so two workers get equal shares */
+    rows = (g->h_out + bands - 1) / bands;
+    step *pre = malloc(sizeof *pre);
+    if (!pre) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    *pre = *a;
+    step f = *st;
+    f.pre = pre;
+    f.in[0] = a->in[0];
+    f.algo = "1x1+dw-bands";
+    f.chunk = rows;
+    f.tasks = (g->h_out + rows - 1) / rows;
+    f.scratch = row * (size_t)((rows - 1) * g->sh + reach) + 16; /* + vector overreach */
+    f.params += a->params;
+    f.flops += a->flops;
+    snprintf(f.op, sizeof f.op, "%.31s+%.31s", a->op, st->op);
+    p->values[a->out].used = 0; /* never materialised */
+    *a = f;
+    p->n_steps--;
+    return CVY_OK;
+}
+
 static cvy_status plan_conv(builder *b, int i)
 {
     const fmt_node *n = &b->fm->nodes[i];
@@ -634,10 +683,11 @@ static cvy_status plan_conv(builder *b, int i)
         }
         if (pointwise) fuse_prologue(b, st);
     } else {
-        if (kind == S_CONV_DW)
+        if (kind == S_CONV_DW) {
             channel_blocks(st, g.c_out);
-        else
-            st->tasks = 1;
+            return fuse_bands(b, st);
+        }
+        st->tasks = 1;
     }
     return CVY_OK;
 }
@@ -1313,7 +1363,10 @@ cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas
 void plan_free(plan *p)
 {
     if (!p) return;
-    for (int i = 0; i < p->n_steps; i++) free(p->steps[i].boff);
+    for (int i = 0; i < p->n_steps; i++) {
+        free(p->steps[i].boff);
+        free(p->steps[i].pre);
+    }
     free(p->values);
     free(p->steps);
     cvy_free_aligned(p->weights);

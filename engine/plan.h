@@ -86,6 +86,9 @@ typedef struct step {
      * pre_w, shift at pre_b, SIZE_MAX: none) */
     size_t pre_w, pre_b;
     act_params pre_act;
+    /* depthwise: the 1x1 conv before it (owned), run inside it band by band (see
+     * fuse_bands in plan.c); chunk is then output rows per band, tasks bands per image */
+    struct step *pre;
 } step;
 
 typedef struct plan {
@@ -118,5 +121,8 @@ void plan_free(plan *p);
 #define FEW_COLS              64  /* columns per call up to which convs use the few-column GEMM */
 #define FEW_COLS_LONG         256 /* ... or with k >= FEW_LONG_K, this many */
 #define FEW_LONG_K            256
+#define BAND_MIN_FLOATS       (128 * 1024) /* 1x1 maps from 512 KiB per image run in bands ... */
+#define BAND_FLOATS           (192 * 1024) /* ... of at most 768 KiB of its rows per thread */
+#define BAND_MIN_ROWS         4            /* ... of at least this many depthwise output rows */
 
 #endif

@@ -550,6 +550,75 @@ START_TEST(inverted_matches_reference)
 }
 END_TEST
 
+/* An expansion 1x1 conv + clip into a depthwise conv + activation, on maps large enough for
+ * the plan to run the two in bands (fuse_bands): part 0 builds both, part 1 the 1x1 alone
+ * and part 2 the depthwise conv alone, with the same weights. Variants: stride 1 and 2,
+ * kernels 3 and 5, every padding, dilation 2, odd sizes. */
+static uint32_t build_banded(fmt_model *m, int v, int part)
+{
+    tm_seed(3000 + (unsigned)v);
+    int c = tm_randint(1, 16), e = tm_randint(64, 100), h = tm_randint(46, 70),
+        w = tm_randint(46, 70);
+    int k = v % 5 == 4 ? 5 : 3, s = 1 + v % 2, d = v % 7 == 6 ? 2 : 1;
+    int32_t dwk[16] = {k,
+                       k,
+                       s,
+                       s,
+                       tm_randint(0, k - 1),
+                       tm_randint(0, k - 1),
+                       tm_randint(0, k - 1),
+                       tm_randint(0, k - 1),
+                       d,
+                       d,
+                       e};
+    int32_t k1[16] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1};
+    int we[4] = {e, c, 1, 1}, wdw[4] = {e, 1, k, k}, be[1] = {e};
+    uint32_t x = tm_begin(m, part == 2 ? e : c, h, w), y = x;
+    if (part == 2) /* skip the 1x1's weights in the random sequence */
+        for (int i = 0; i < e * c + e; i++) tm_rand();
+    else {
+        uint32_t a[3] = {x, tm_weight(m, 4, we, 0.4f), tm_weight(m, 1, be, 0.2f)};
+        y = tm_node(m, OP_CONV, 3, a, k1, NULL, "expand");
+        y = v % 3 ? tm_node(m, OP_CLIP, 1, &y, NULL, (float[8]){0.0f, 6.0f}, "relu6")
+                  : tm_node(m, OP_RELU, 1, &y, NULL, NULL, "relu");
+        if (part == 1) return y;
+    }
+    uint32_t dd[3] = {y, tm_weight(m, 4, wdw, 0.4f), tm_weight(m, 1, be, 0.2f)};
+    y = tm_node(m, OP_CONV, 3, dd, dwk, NULL, "dw");
+    return v % 2 ? tm_node(m, OP_CLIP, 1, &y, NULL, (float[8]){0.0f, 6.0f}, "relu6b") : y;
+}
+
+/* The banded 1x1 + depthwise step gives the bits of the two steps run one after the other,
+ * at batch 1 and 3, on two threads and one. */
+START_TEST(banded_expansion_matches_steps)
+{
+    int avx512 = strcmp(cvy_engine_isa(eng_opt), "avx512") == 0;
+    for (int v = 0; v < 14; v++) {
+        fmt_model m;
+        cvy_model *both = tm_load(eng_opt, &m, build_banded(&m, v, 0));
+        cvy_model *both1 = tm_load(eng_opt1, &m, build_banded(&m, v, 0));
+        cvy_model *pw = tm_load(eng_opt, &m, build_banded(&m, v, 1));
+        cvy_model *dw = tm_load(eng_opt, &m, build_banded(&m, v, 2));
+        cvy_layer_info li;
+        ck_assert_int_eq(cvy_model_layer(both, 0, &li), CVY_OK);
+        if (avx512) ck_assert_str_eq(li.algo, "1x1+dw-bands");
+        for (int n = 1; n <= 3; n += 2) {
+            size_t in = cvy_model_input_size(both) * (size_t)n;
+            size_t on = cvy_model_output_size(both) * (size_t)n;
+            float *x = malloc(in * sizeof(float));
+            tm_fill(x, in);
+            float *mid = tm_run(pw, n, x), *want = tm_run(dw, n, mid);
+            float *got = tm_run(both, n, x), *got1 = tm_run(both1, n, x);
+            ck_assert_msg(memcmp(got, want, on * sizeof(float)) == 0, "variant %d batch %d", v, n);
+            ck_assert_msg(memcmp(got1, want, on * sizeof(float)) == 0,
+                          "variant %d batch %d, one thread", v, n);
+            free(x), free(mid), free(want), free(got), free(got1);
+        }
+        cvy_model_free(both), cvy_model_free(both1), cvy_model_free(pw), cvy_model_free(dw);
+    }
+}
+END_TEST
+
 START_TEST(preact_matches_reference)
 {
     for (int v = 0; v < 12; v++) compare(build_preact, v, 1 + v % 3, "preact");
@@ -934,6 +1003,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, pointwise_matches_reference);
     tcase_add_test(tc, concat_in_place_matches_copy);
     tcase_add_test(tc, inverted_matches_reference);
+    tcase_add_test(tc, banded_expansion_matches_steps);
     tcase_add_test(tc, preact_matches_reference);
     tcase_add_test(tc, net_matches_reference);
     tcase_add_test(tc, fusion_is_planned);

@@ -94,11 +94,12 @@ START_TEST(depthwise_matches_reference)
         float *y1 = malloc(ny * 4), *y2 = malloc(ny * 4);
         tm_fill(x, nx), tm_fill(w, nw), tm_fill(b, (size_t)g.c_out);
         const act_params *a = &ACTS[trial % N_ACTS];
-        cvy_kernels_ref()->depthwise(x, w, b, y1, &g, 0, g.c_out, a);
-        opt()->depthwise(x, w, b, y2, &g, 0, g.c_out, a);
+        size_t xcs = (size_t)g.h_in * g.w_in, ycs = (size_t)g.h_out * g.w_out;
+        cvy_kernels_ref()->depthwise(x, xcs, w, b, y1, ycs, &g, 0, g.c_out, a);
+        opt()->depthwise(x, xcs, w, b, y2, ycs, &g, 0, g.c_out, a);
         ck_assert_msg(tm_err(y2, y1, ny, 1e-5, 1e-5) <= 1.0, "depthwise trial %d", trial);
         if (cvy_cpu_has(CVY_ISA_AVX512)) {
-            cvy_kernels_avx512()->depthwise(x, w, b, y2, &g, 0, g.c_out, a);
+            cvy_kernels_avx512()->depthwise(x, xcs, w, b, y2, ycs, &g, 0, g.c_out, a);
             ck_assert_msg(tm_err(y2, y1, ny, 1e-5, 1e-5) <= 1.0, "depthwise512 trial %d", trial);
         }
         free(x), free(w), free(b), free(y1), free(y2);
@@ -109,7 +110,7 @@ END_TEST
 /* The shapes the window kernels specialise: 3x3 (and 5x5) depthwise and 3x3 max pooling,
  * dilation 1, stride 1 and 2, pad 0..2 on each side, widths 1..70 (one or several 16-lane
  * vectors per row, and planes small enough for the flat layout), channel ranges not
- * starting at 0. */
+ * starting at 0, and channels further apart than their planes. */
 START_TEST(window_kernels_match_reference)
 {
     tm_seed(12);
@@ -142,14 +143,35 @@ START_TEST(window_kernels_match_reference)
         size_t skip = (size_t)c0 * g.h_out * g.w_out;
         const cvy_kernels *tabs[2] = {opt(),
                                       cvy_cpu_has(CVY_ISA_AVX512) ? cvy_kernels_avx512() : NULL};
-        cvy_kernels_ref()->depthwise(x, w, b, y1, &g, c0, g.c_out, a);
+        size_t xp = (size_t)g.h_in * g.w_in, yp = (size_t)g.h_out * g.w_out;
+        cvy_kernels_ref()->depthwise(x, xp, w, b, y1, yp, &g, c0, g.c_out, a);
         for (int t = 0; t < 2 && tabs[t]; t++) {
             memset(y2, 0, ny * 4);
-            tabs[t]->depthwise(x, w, b, y2, &g, c0, g.c_out, a);
+            tabs[t]->depthwise(x, xp, w, b, y2, yp, &g, c0, g.c_out, a);
             ck_assert_msg(tm_err(y2 + skip, y1 + skip, ny - skip, 1e-5, 1e-5) <= 1.0,
                           "%s depthwise trial %d", tabs[t]->name, trial);
             for (size_t i = 0; i < skip; i++) ck_assert(y2[i] == 0.0f);
         }
+        /* channels further apart than their planes (a band of rows in a larger map): the
+         * same bits, and nothing written between the planes */
+        size_t xcs = xp + (size_t)tm_randint(1, 40), ycs = yp + (size_t)tm_randint(1, 40);
+        float *xs = malloc((size_t)g.c_in * xcs * 4), *ys = malloc((size_t)g.c_out * ycs * 4);
+        for (int c = 0; c < g.c_in; c++) memcpy(xs + c * xcs, x + c * xp, xp * 4);
+        for (int t = 0; t < 3; t++) {
+            const cvy_kernels *kt = t == 2 ? cvy_kernels_ref() : tabs[t];
+            if (!kt) continue;
+            for (size_t i = 0; i < (size_t)g.c_out * ycs; i++) ys[i] = -7.0f;
+            kt->depthwise(xs, xcs, w, b, ys, ycs, &g, c0, g.c_out, a);
+            for (int c = 0; c < g.c_out; c++)
+                for (size_t i = 0; i < ycs; i++) {
+                    float want = c >= c0 && i < yp ? y1[c * yp + i] : -7.0f;
+                    float got = ys[c * ycs + i];
+                    ck_assert_msg(t == 2 ? got == want
+                                         : fabsf(got - want) <= 1e-5f + 1e-5f * fabsf(want),
+                                  "%s strided depthwise trial %d", kt->name, trial);
+                }
+        }
+        free(xs), free(ys);
         cvy_kernels_ref()->maxpool(x, y1, &g, c0, g.c_out);
         for (int t = 0; t < 2 && tabs[t]; t++) {
             tabs[t]->maxpool(x, y2, &g, c0, g.c_out);
