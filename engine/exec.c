@@ -399,35 +399,55 @@ static void binary_general(const job *j, int img, const float *a, const float *b
                 }
 }
 
-/* One band of a depthwise step with a 1x1 conv fused in front (fuse_bands in plan.c): the
- * 1x1's output rows [ra, rb) that output rows [y0, y1) read go to the thread's scratch as a
- * (C, rb - ra, W) map, then the depthwise kernel makes those output rows from it, its
- * geometry moved to the band (top padding only in the first). */
+/* One band of output rows [y0, y1) of a depthwise step with 1x1 convs fused around it
+ * (fuse_pre, fuse_post in plan.c). With pre, pre's output rows [ra, rb) that the band reads
+ * go to the thread's scratch as a (C, rb - ra, W) map, else the band reads them in place;
+ * the depthwise kernel makes the band from them, its geometry moved to the band (top
+ * padding only in the first); with post, into scratch too, where post's GEMM reads it. */
 static void band_task(void *arg, int task, int thread)
 {
     const job *j = arg;
-    const step *s = j->s, *pw = s->pre;
+    const step *s = j->s, *pre = s->pre, *post = s->post;
     const conv_geom *g = &s->g;
     int img = j->img0 + task / s->tasks, y0 = (task % s->tasks) * s->chunk;
     int y1 = y0 + s->chunk < g->h_out ? y0 + s->chunk : g->h_out;
     int first = y0 * g->sh - g->pt, last = (y1 - 1) * g->sh - g->pt + (g->kh - 1) * g->dh;
     int ra = first < 0 ? 0 : first, rb = last < g->h_in ? last + 1 : g->h_in;
-    size_t wi = (size_t)g->w_in, n = (size_t)(rb - ra) * wi;
-    float *band = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
-    job jp = *j;
-    jp.s = pw;
-    const float *x = j->c->ptr[pw->in[0]] + img * istride(j, pw->in[0]);
-    gemm_b bs = pointwise_b(&jp, x + (size_t)ra * wi, g->h_in * g->w_in);
-    pw->gemm->run(W(j, pw->w_off), pw->g.c_out, pw->g.c_in, &bs, 0, (int)n, band, n,
-                  W(j, pw->b_off), NULL, 0, &pw->act);
+    size_t wi = (size_t)g->w_in, plane = (size_t)g->h_out * g->w_out;
+    size_t nb = (size_t)(y1 - y0) * g->w_out; /* the band's output columns */
+    float *scratch = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
     conv_geom gb = *g;
     gb.h_in = rb - ra;
     gb.pt = ra - first;
     gb.pb = last + 1 - rb;
     gb.h_out = y1 - y0;
+    const float *x = j->c->ptr[s->in[0]] + img * istride(j, s->in[0]);
+    size_t xcs = (size_t)g->h_in * wi;
+    if (pre) {
+        size_t n = (size_t)(rb - ra) * wi;
+        job jp = *j;
+        jp.s = pre;
+        gemm_b bs = pointwise_b(&jp, x + (size_t)ra * wi, g->h_in * g->w_in);
+        pre->gemm->run(W(j, pre->w_off), pre->g.c_out, pre->g.c_in, &bs, 0, (int)n, scratch, n,
+                       W(j, pre->b_off), NULL, 0, &pre->act);
+        x = scratch, xcs = n;
+        scratch += ((size_t)pre->g.c_out * n + 15) / 16 * 16; /* the dw band after it */
+    } else
+        x += (size_t)ra * wi;
+    const cvy_kernels *k = j->c->m->plan.kern;
     float *y = j->c->ptr[s->out] + img * istride(j, s->out) + (size_t)y0 * g->w_out;
-    j->c->m->plan.kern->depthwise(band, n, W(j, s->w_off), W(j, s->b_off), y,
-                                  (size_t)g->h_out * g->w_out, &gb, 0, g->c_out, &s->act);
+    if (!post) {
+        k->depthwise(x, xcs, W(j, s->w_off), W(j, s->b_off), y, plane, &gb, 0, g->c_out, &s->act);
+        return;
+    }
+    k->depthwise(x, xcs, W(j, s->w_off), W(j, s->b_off), scratch, nb, &gb, 0, g->c_out, &s->act);
+    gemm_b bs = {.b = scratch, .ldb = nb};
+    const float *res =
+        post->residual < 0
+            ? NULL
+            : j->c->ptr[post->residual] + img * istride(j, post->residual) + (size_t)y0 * g->w_out;
+    post->gemm->run(W(j, post->w_off), post->g.c_out, post->g.c_in, &bs, 0, (int)nb, y, plane,
+                    W(j, post->b_off), res, plane, &post->act);
 }
 
 /* Per-image steps that are cheap or sequential: binary, concat, gap, act, softmax, copy. */
@@ -501,7 +521,7 @@ static cvy_task_fn step_fn(const step *s, int *per_image)
     case S_CONV_GEMM: *per_image = s->tasks; return conv_gemm_task;
     case S_CONV_REF: return conv_ref_task;
     case S_CONV_WINO: *per_image = s->tasks; return wino_task;
-    case S_CONV_DW: *per_image = s->tasks; return s->pre ? band_task : channel_task;
+    case S_CONV_DW: *per_image = s->tasks; return s->pre || s->post ? band_task : channel_task;
     case S_MAXPOOL:
     case S_AVGPOOL: *per_image = s->tasks; return channel_task;
     case S_GEMM: *per_image = s->tasks; return gemm_task;

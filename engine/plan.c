@@ -412,51 +412,107 @@ static void fuse_prologue(builder *b, step *st)
     p->n_steps--;
 }
 
+/* Whether value t, written by one step, is read by one node only and has no views: a map a
+ * fusion may keep from ever being written out. */
+static int private_map(builder *b, int t)
+{
+    const plan *p = b->p;
+    if (sole_consumer(b, (uint32_t)t) < 0 || p->values[t].root != t) return 0;
+    for (int u = 0; u < p->n_values; u++)
+        if (u != t && p->values[u].root == t) return 0; /* it has views */
+    return 1;
+}
+
+/* Whether step a is a plain 1x1 conv (no padding, stride, groups, prologue or row split) on
+ * an own GEMM: one that can run on any range of columns of its input. */
+static int plain_pointwise(const step *a)
+{
+    const conv_geom *g = &a->g;
+    return a->kind == S_CONV_GEMM && a->gemm && g->kh == 1 && g->kw == 1 && g->sh == 1 &&
+           g->sw == 1 && !g->pt && !g->pl && !g->pb && !g->pr && g->group == 1 && !a->implicit &&
+           !a->scratch && !a->rows && a->pre_w == SIZE_MAX;
+}
+
+/* Band layout of depthwise step st with the 1x1 convs pre (before it, its rows computed per
+ * band) and post (after it, fed per band) fused, either may be NULL: the most output rows
+ * per band whose scratch (pre's rows the band reads, (rows - 1) * sh + reach of them, and the
+ * band's depthwise rows for post) fits BAND_FLOATS, at most half the map, in an even number
+ * of bands so two workers get equal shares. Sets st->chunk (rows per band), st->tasks and
+ * st->scratch; returns 0, changing nothing, when under BAND_MIN_ROWS rows fit. */
+static int set_bands(step *st, const step *pre, const step *post)
+{
+    const conv_geom *g = &st->g;
+    long in_row = pre ? (long)g->c_in * g->w_in : 0, out_row = post ? (long)g->c_out * g->w_out : 0;
+    long reach = (long)(g->kh - 1) * g->dh + 1;
+    long avail = BAND_FLOATS - in_row * (reach - g->sh), per = in_row * g->sh + out_row;
+    long rows = avail > 0 ? avail / per : 0, half = (g->h_out + 1) / 2;
+    if (rows > half) rows = half;
+    if (rows < BAND_MIN_ROWS) return 0;
+    long bands = (g->h_out + rows - 1) / rows;
+    bands += bands % 2;
+    rows = (g->h_out + bands - 1) / bands;
+    st->chunk = (int)rows;
+    st->tasks = (int)((g->h_out + rows - 1) / rows);
+    /* the two parts each rounded up to 16 floats, and room for a vector's overreach */
+    st->scratch = (size_t)(in_row * ((rows - 1) * g->sh + reach) + out_row * rows) + 48;
+    return 1;
+}
+
 /* Runs the 1x1 conv before depthwise step st (the last two steps) inside st, band by band,
- * when st alone reads its map and the map is large (MobileNetV2's expansions at 112x112 and
- * 56x56): a task computes the 1x1's rows that one band of st's output rows reads into the
+ * when st alone reads its map and the map is large (MobileNetV2's expansions at 112x112 to
+ * 28x28): a task computes the 1x1's rows that one band of st's output rows reads into the
  * thread's scratch, then those output rows, so the map, written and read back from memory
  * otherwise, never leaves the core's cache. Neighbouring bands both compute the rows they
  * share; the results are those of the two steps apart, bit for bit (each column of a GEMM
  * and each output row of the depthwise kernel come out the same whatever range is run). */
-static cvy_status fuse_bands(builder *b, step *st)
+static cvy_status fuse_pre(builder *b, step *st)
 {
     plan *p = b->p;
     if (p->n_steps < 2 || strcmp(st->algo, "depthwise") != 0) return CVY_OK;
-    step *a = &p->steps[p->n_steps - 2];
-    const conv_geom *g = &st->g, *ga = &a->g;
-    if (a->kind != S_CONV_GEMM || !a->gemm || a->gemm->max_n || a->out != st->in[0] ||
-        ga->kh != 1 || ga->kw != 1 || ga->sh != 1 || ga->sw != 1 || ga->pt || ga->pl || ga->pb ||
-        ga->pr || ga->group != 1 || a->implicit || a->scratch || a->rows || a->residual >= 0 ||
-        sole_consumer(b, (uint32_t)a->out) < 0 || p->values[a->out].root != a->out ||
-        p->values[a->out].size < BAND_MIN_FLOATS)
+    step *a = &p->steps[p->n_steps - 2], f = *st;
+    if (!plain_pointwise(a) || a->gemm->max_n || a->out != st->in[0] || a->residual >= 0 ||
+        !private_map(b, a->out) || p->values[a->out].size < BAND_MIN_FLOATS ||
+        !set_bands(&f, a, NULL))
         return CVY_OK;
-    for (int u = 0; u < p->n_values; u++)
-        if (u != a->out && p->values[u].root == a->out) return CVY_OK; /* it has views */
-    /* output rows per band: the input rows they read, (rows - 1) * sh + reach, fit the budget */
-    size_t row = (size_t)g->c_in * g->w_in, fit = BAND_FLOATS / row;
-    int reach = (g->kh - 1) * g->dh + 1, half = (g->h_out + 1) / 2;
-    int rows = fit < (size_t)reach ? 0 : (int)((fit - (size_t)reach) / (size_t)g->sh) + 1;
-    if (rows > half) rows = half; /* two bands at least, for two workers at batch 1 */
-    if (rows < BAND_MIN_ROWS) return CVY_OK;
-    int bands = (g->h_out + rows - 1) / rows;
-    bands += bands % 2; /* an even number, so two workers get equal shares */
-    rows = (g->h_out + bands - 1) / bands;
-    step *pre = malloc(sizeof *pre);
-    if (!pre) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
-    *pre = *a;
-    step f = *st;
-    f.pre = pre;
+    if (!(f.pre = malloc(sizeof *f.pre))) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    *f.pre = *a;
     f.in[0] = a->in[0];
     f.algo = "1x1+dw-bands";
-    f.chunk = rows;
-    f.tasks = (g->h_out + rows - 1) / rows;
-    f.scratch = row * (size_t)((rows - 1) * g->sh + reach) + 16; /* + vector overreach */
     f.params += a->params;
     f.flops += a->flops;
     snprintf(f.op, sizeof f.op, "%.31s+%.31s", a->op, st->op);
     p->values[a->out].used = 0; /* never materialised */
     *a = f;
+    p->n_steps--;
+    return CVY_OK;
+}
+
+/* Runs 1x1 conv st (the last step) inside the depthwise step before it, on each band of its
+ * output rows as the depthwise kernel leaves them in the thread's scratch, when st alone
+ * reads the depthwise map and that step runs in bands already or the map is large
+ * (MobileNetV2's projections, and its first block's depthwise conv on the stem's map): the
+ * depthwise map never leaves the core's cache. The residual, if any, is st's. Same bits as
+ * the two steps apart. */
+static cvy_status fuse_post(builder *b, step *st)
+{
+    plan *p = b->p;
+    if (p->n_steps < 2 || !plain_pointwise(st)) return CVY_OK;
+    step *d = &p->steps[p->n_steps - 2], f = *d;
+    if (d->kind != S_CONV_DW || d->post || (!d->pre && strcmp(d->algo, "depthwise") != 0) ||
+        d->out != st->in[0] || !private_map(b, d->out) ||
+        (!d->pre && p->values[d->out].size < BAND_MIN_FLOATS) || !set_bands(&f, d->pre, st) ||
+        (st->gemm->max_n && f.chunk * d->g.w_out > st->gemm->max_n))
+        return CVY_OK;
+    if (!(f.post = malloc(sizeof *f.post))) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
+    *f.post = *st;
+    f.out = st->out;
+    f.residual = st->residual; /* read by post: kept live until this step */
+    f.algo = d->pre ? "1x1+dw+1x1-bands" : "dw+1x1-bands";
+    f.params += st->params;
+    f.flops += st->flops;
+    snprintf(f.op, sizeof f.op, "%.31s+%.31s", d->op, st->op);
+    p->values[d->out].used = 0; /* never materialised */
+    *d = f;
     p->n_steps--;
     return CVY_OK;
 }
@@ -681,11 +737,14 @@ static cvy_status plan_conv(builder *b, int i)
             st->tasks = (g.c_out + st->rows - 1) / st->rows;
             if (!pointwise && !implicit) st->scratch = k * cols;
         }
-        if (pointwise) fuse_prologue(b, st);
+        if (pointwise) {
+            fuse_prologue(b, st); /* may merge st into the step before */
+            return fuse_post(b, &b->p->steps[b->p->n_steps - 1]);
+        }
     } else {
         if (kind == S_CONV_DW) {
             channel_blocks(st, g.c_out);
-            return fuse_bands(b, st);
+            return fuse_pre(b, st);
         }
         st->tasks = 1;
     }
@@ -1366,6 +1425,7 @@ void plan_free(plan *p)
     for (int i = 0; i < p->n_steps; i++) {
         free(p->steps[i].boff);
         free(p->steps[i].pre);
+        free(p->steps[i].post);
     }
     free(p->values);
     free(p->steps);

@@ -86,9 +86,10 @@ typedef struct step {
      * pre_w, shift at pre_b, SIZE_MAX: none) */
     size_t pre_w, pre_b;
     act_params pre_act;
-    /* depthwise: the 1x1 conv before it (owned), run inside it band by band (see
-     * fuse_bands in plan.c); chunk is then output rows per band, tasks bands per image */
-    struct step *pre;
+    /* depthwise: the 1x1 convs before and after it (owned, or NULL), run inside it band by
+     * band of its output rows (fuse_pre, fuse_post in plan.c); chunk is then output rows
+     * per band and tasks bands per image; with post, out and residual are post's */
+    struct step *pre, *post;
 } step;
 
 typedef struct plan {

@@ -550,16 +550,32 @@ START_TEST(inverted_matches_reference)
 }
 END_TEST
 
-/* An expansion 1x1 conv + clip into a depthwise conv + activation, on maps large enough for
- * the plan to run the two in bands (fuse_bands): part 0 builds both, part 1 the 1x1 alone
- * and part 2 the depthwise conv alone, with the same weights. Variants: stride 1 and 2,
- * kernels 3 and 5, every padding, dilation 2, odd sizes. */
-static uint32_t build_banded(fmt_model *m, int v, int part)
+/* MobileNetV2's inverted residual block on maps large enough for the plan to run it in bands
+ * (fuse_pre, fuse_post): an expansion 1x1 conv + clip (pre, unless v % 4 == 3), a depthwise
+ * conv, and a projection 1x1 conv (post, unless v % 3 == 0), with the block's input added
+ * when v % 3 == 2 and the stride is 1. Part 0 builds the block, parts 1, 2, 3 the 1x1, the
+ * depthwise conv and the projection alone (without the residual), with the same weights.
+ * Variants: stride 1 and 2, kernels 3 and 5, every padding, dilation 2, odd sizes. */
+typedef struct banded {
+    int pre, post, res;
+    int c, e, h, w, ho, wo;
+} banded;
+
+static banded banded_shape(int v)
 {
     tm_seed(3000 + (unsigned)v);
-    int c = tm_randint(1, 16), e = tm_randint(64, 100), h = tm_randint(46, 70),
-        w = tm_randint(46, 70);
-    int k = v % 5 == 4 ? 5 : 3, s = 1 + v % 2, d = v % 7 == 6 ? 2 : 1;
+    banded b = {.pre = v % 4 != 3, .post = v % 3 != 0};
+    int lo = b.pre ? 46 : 100; /* a depthwise map large enough to band for post alone */
+    b.c = tm_randint(1, 16), b.e = tm_randint(64, 100), b.h = tm_randint(lo, lo + 24),
+    b.w = tm_randint(lo, lo + 24);
+    b.res = b.post && v % 2 == 0 && v % 3 == 2;
+    return b;
+}
+
+static uint32_t build_banded(fmt_model *m, int v, int part)
+{
+    banded b = banded_shape(v);
+    int k = v % 5 == 4 ? 5 : 3, s = 1 + v % 2, d = v % 7 == 6 ? 2 : 1, ek = (k - 1) * d + 1;
     int32_t dwk[16] = {k,
                        k,
                        s,
@@ -570,51 +586,89 @@ static uint32_t build_banded(fmt_model *m, int v, int part)
                        tm_randint(0, k - 1),
                        d,
                        d,
-                       e};
+                       b.e};
+    if (b.res) /* the output keeps the input's size */
+        dwk[4] = dwk[6] = (ek - 1) / 2, dwk[5] = dwk[7] = ek - 1 - (ek - 1) / 2;
+    b.ho = (b.h + dwk[4] + dwk[6] - ek) / s + 1, b.wo = (b.w + dwk[5] + dwk[7] - ek) / s + 1;
     int32_t k1[16] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1};
-    int we[4] = {e, c, 1, 1}, wdw[4] = {e, 1, k, k}, be[1] = {e};
-    uint32_t x = tm_begin(m, part == 2 ? e : c, h, w), y = x;
-    if (part == 2) /* skip the 1x1's weights in the random sequence */
-        for (int i = 0; i < e * c + e; i++) tm_rand();
-    else {
+    int cin = b.pre ? b.c : b.e, cout = b.res ? cin : b.c + 3;
+    int we[4] = {b.e, b.c, 1, 1}, wdw[4] = {b.e, 1, k, k}, be[1] = {b.e};
+    int wp[4] = {cout, b.e, 1, 1}, bp[1] = {cout};
+    uint32_t x = tm_begin(m,
+                          part == 0   ? cin
+                          : part == 1 ? b.c
+                          : part == 2 ? b.e
+                                      : b.e,
+                          part == 3 ? b.ho : b.h, part == 3 ? b.wo : b.w),
+             y = x;
+    if (b.pre) { /* the expansion's weights, drawn whatever the part */
         uint32_t a[3] = {x, tm_weight(m, 4, we, 0.4f), tm_weight(m, 1, be, 0.2f)};
-        y = tm_node(m, OP_CONV, 3, a, k1, NULL, "expand");
-        y = v % 3 ? tm_node(m, OP_CLIP, 1, &y, NULL, (float[8]){0.0f, 6.0f}, "relu6")
-                  : tm_node(m, OP_RELU, 1, &y, NULL, NULL, "relu");
-        if (part == 1) return y;
+        if (part <= 1) {
+            y = tm_node(m, OP_CONV, 3, a, k1, NULL, "expand");
+            y = v % 5 ? tm_node(m, OP_CLIP, 1, &y, NULL, (float[8]){0.0f, 6.0f}, "relu6")
+                      : tm_node(m, OP_RELU, 1, &y, NULL, NULL, "relu");
+            if (part == 1) return y;
+        }
     }
     uint32_t dd[3] = {y, tm_weight(m, 4, wdw, 0.4f), tm_weight(m, 1, be, 0.2f)};
-    y = tm_node(m, OP_CONV, 3, dd, dwk, NULL, "dw");
-    return v % 2 ? tm_node(m, OP_CLIP, 1, &y, NULL, (float[8]){0.0f, 6.0f}, "relu6b") : y;
+    if (part == 0 || part == 2) {
+        y = tm_node(m, OP_CONV, 3, dd, dwk, NULL, "dw");
+        if (v % 2 || b.post) y = tm_node(m, OP_CLIP, 1, &y, NULL, (float[8]){0.0f, 6.0f}, "relu6b");
+        if (part == 2 || !b.post) return y;
+    }
+    uint32_t pr[3] = {y, tm_weight(m, 4, wp, 0.3f), tm_weight(m, 1, bp, 0.1f)};
+    y = tm_node(m, OP_CONV, 3, pr, k1, NULL, "project");
+    if (part == 0 && b.res) {
+        uint32_t add[2] = {y, x};
+        y = tm_node(m, OP_ADD, 2, add, NULL, NULL, "add");
+    }
+    return y;
 }
 
-/* The banded 1x1 + depthwise step gives the bits of the two steps run one after the other,
- * at batch 1 and 3, on two threads and one. */
-START_TEST(banded_expansion_matches_steps)
+/* The banded block gives the bits of its layers run one after the other (the residual added
+ * as the GEMM's epilogue adds it, after the bias), at batch 1 and 3, on two threads and one. */
+START_TEST(banded_block_matches_layers)
 {
     int avx512 = strcmp(cvy_engine_isa(eng_opt), "avx512") == 0;
-    for (int v = 0; v < 14; v++) {
+    for (int v = 0; v < 24; v++) {
+        banded b = banded_shape(v);
         fmt_model m;
-        cvy_model *both = tm_load(eng_opt, &m, build_banded(&m, v, 0));
-        cvy_model *both1 = tm_load(eng_opt1, &m, build_banded(&m, v, 0));
-        cvy_model *pw = tm_load(eng_opt, &m, build_banded(&m, v, 1));
-        cvy_model *dw = tm_load(eng_opt, &m, build_banded(&m, v, 2));
+        cvy_model *all = tm_load(eng_opt, &m, build_banded(&m, v, 0));
+        cvy_model *all1 = tm_load(eng_opt1, &m, build_banded(&m, v, 0));
+        cvy_model *part[4] = {NULL};
+        for (int p = 1; p <= 3; p++)
+            if ((p != 1 || b.pre) && (p != 3 || b.post))
+                part[p] = tm_load(eng_opt, &m, build_banded(&m, v, p));
         cvy_layer_info li;
-        ck_assert_int_eq(cvy_model_layer(both, 0, &li), CVY_OK);
-        if (avx512) ck_assert_str_eq(li.algo, "1x1+dw-bands");
+        ck_assert_int_eq(cvy_model_layer(all, 0, &li), CVY_OK);
+        const char *want_algo = b.pre && b.post ? "1x1+dw+1x1-bands"
+                                : b.pre         ? "1x1+dw-bands"
+                                : b.post        ? "dw+1x1-bands"
+                                                : "depthwise";
+        if (avx512) ck_assert_str_eq(li.algo, want_algo);
+        ck_assert_int_eq(cvy_model_layer_count(all), 1);
         for (int n = 1; n <= 3; n += 2) {
-            size_t in = cvy_model_input_size(both) * (size_t)n;
-            size_t on = cvy_model_output_size(both) * (size_t)n;
+            size_t in = cvy_model_input_size(all) * (size_t)n;
+            size_t on = cvy_model_output_size(all) * (size_t)n;
             float *x = malloc(in * sizeof(float));
             tm_fill(x, in);
-            float *mid = tm_run(pw, n, x), *want = tm_run(dw, n, mid);
-            float *got = tm_run(both, n, x), *got1 = tm_run(both1, n, x);
+            float *want = x, *next;
+            for (int p = 1; p <= 3; p++)
+                if (part[p]) {
+                    next = tm_run(part[p], n, want);
+                    if (want != x) free(want);
+                    want = next;
+                }
+            if (b.res)
+                for (size_t i = 0; i < on; i++) want[i] += x[i];
+            float *got = tm_run(all, n, x), *got1 = tm_run(all1, n, x);
             ck_assert_msg(memcmp(got, want, on * sizeof(float)) == 0, "variant %d batch %d", v, n);
             ck_assert_msg(memcmp(got1, want, on * sizeof(float)) == 0,
                           "variant %d batch %d, one thread", v, n);
-            free(x), free(mid), free(want), free(got), free(got1);
+            free(x), free(want), free(got), free(got1);
         }
-        cvy_model_free(both), cvy_model_free(both1), cvy_model_free(pw), cvy_model_free(dw);
+        cvy_model_free(all), cvy_model_free(all1);
+        for (int p = 1; p <= 3; p++) cvy_model_free(part[p]);
     }
 }
 END_TEST
@@ -1003,7 +1057,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, pointwise_matches_reference);
     tcase_add_test(tc, concat_in_place_matches_copy);
     tcase_add_test(tc, inverted_matches_reference);
-    tcase_add_test(tc, banded_expansion_matches_steps);
+    tcase_add_test(tc, banded_block_matches_layers);
     tcase_add_test(tc, preact_matches_reference);
     tcase_add_test(tc, net_matches_reference);
     tcase_add_test(tc, fusion_is_planned);
