@@ -387,6 +387,18 @@ static int affine_feeds(builder *b, const step *a, int x)
     return 1;
 }
 
+/* Replaces the last two steps, first and second, with f, their fusion, whose map `hidden`
+ * (first's output) is never materialised: f's parameters, FLOPs and op label cover both. */
+static void replace_last_two(plan *p, step *f, const step *first, const step *second, int hidden)
+{
+    f->params = first->params + second->params;
+    f->flops = first->flops + second->flops;
+    snprintf(f->op, sizeof f->op, "%.31s+%.31s", first->op, second->op);
+    p->values[hidden].used = 0;
+    p->steps[p->n_steps - 2] = *f;
+    p->n_steps--;
+}
+
 /* Folds a standalone batch-norm + activation step ("affine", DenseNet's and pre-activation
  * ResNets' norm-relu before a 1x1 conv) into the 1x1 conv st that follows it and alone reads
  * its output: the conv's GEMM applies it while packing its input, and the normalised map is
@@ -404,12 +416,7 @@ static void fuse_prologue(builder *b, step *st)
     f.pre_w = a->w_off;
     f.pre_b = a->b_off;
     f.pre_act = a->act;
-    f.params += a->params;
-    f.flops += a->flops;
-    snprintf(f.op, sizeof f.op, "%.31s+%.31s", a->op, st->op);
-    p->values[a->out].used = 0; /* never materialised */
-    *a = f;
-    p->n_steps--;
+    replace_last_two(p, &f, a, st, a->out);
 }
 
 /* Whether value t, written by one step, is read by one node only and has no views: a map a
@@ -478,12 +485,7 @@ static cvy_status fuse_pre(builder *b, step *st)
     *f.pre = *a;
     f.in[0] = a->in[0];
     f.algo = "1x1+dw-bands";
-    f.params += a->params;
-    f.flops += a->flops;
-    snprintf(f.op, sizeof f.op, "%.31s+%.31s", a->op, st->op);
-    p->values[a->out].used = 0; /* never materialised */
-    *a = f;
-    p->n_steps--;
+    replace_last_two(p, &f, a, st, a->out);
     return CVY_OK;
 }
 
@@ -508,12 +510,7 @@ static cvy_status fuse_post(builder *b, step *st)
     f.out = st->out;
     f.residual = st->residual; /* read by post: kept live until this step */
     f.algo = d->pre ? "1x1+dw+1x1-bands" : "dw+1x1-bands";
-    f.params += st->params;
-    f.flops += st->flops;
-    snprintf(f.op, sizeof f.op, "%.31s+%.31s", d->op, st->op);
-    p->values[d->out].used = 0; /* never materialised */
-    *d = f;
-    p->n_steps--;
+    replace_last_two(p, &f, d, st, d->out);
     return CVY_OK;
 }
 
