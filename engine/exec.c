@@ -434,13 +434,10 @@ static void band_task(void *arg, int task, int thread)
         scratch += ((size_t)pre->g.c_out * n + 15) / 16 * 16; /* the dw band after it */
     } else
         x += (size_t)ra * wi;
-    const cvy_kernels *k = j->c->m->plan.kern;
     float *y = j->c->ptr[s->out] + img * istride(j, s->out) + (size_t)y0 * g->w_out;
-    if (!post) {
-        k->depthwise(x, xcs, W(j, s->w_off), W(j, s->b_off), y, plane, &gb, 0, g->c_out, &s->act);
-        return;
-    }
-    k->depthwise(x, xcs, W(j, s->w_off), W(j, s->b_off), scratch, nb, &gb, 0, g->c_out, &s->act);
+    j->c->m->plan.kern->depthwise(x, xcs, W(j, s->w_off), W(j, s->b_off), post ? scratch : y,
+                                  post ? nb : plane, &gb, 0, g->c_out, &s->act);
+    if (!post) return;
     gemm_b bs = {.b = scratch, .ldb = nb};
     const float *res =
         post->residual < 0
