@@ -723,8 +723,12 @@ static cvy_status plan_conv(builder *b, int i)
          * the small input (packed, padded or as an im2col panel, in each task), rather than
          * all weights for part of the columns. Two halves: every task packs the whole input,
          * so more parts cost more than they balance (ResNet-50's layer3 1x1s: 4 parts 0.65 ms,
-         * 2 parts 0.57 ms). */
-        int split = own && g.group == 1 && (size_t)g.c_out > cols && g.c_out >= 64 &&
+         * 2 parts 0.57 ms). A 1x1 on the few-column GEMM keeps its column halves up to twice
+         * as many output channels as columns: each task then reads half of the input (written
+         * by both cores) and all weights, which measured faster than all of the input and
+         * half the weights (ResNet-50's 14x14 1024 -> 256: 0.68 -> 0.58 ms at batch 1). */
+        size_t wide = pointwise && few ? 2 * cols : cols;
+        int split = own && g.group == 1 && (size_t)g.c_out > wide && g.c_out >= 64 &&
                     (pointwise || (few && bcols <= FEW_COLS));
         if (split) {
             int mr = gk->mr;
