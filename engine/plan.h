@@ -122,8 +122,7 @@ void plan_free(plan *p);
 #define FEW_COLS              64  /* columns per call up to which convs use the few-column GEMM */
 #define FEW_COLS_LONG         256 /* ... or with k >= FEW_LONG_K, this many */
 #define FEW_LONG_K            256
-#define BAND_MIN_FLOATS       (128 * 1024) /* 1x1 maps from 512 KiB per image run in bands ... */
-#define BAND_FLOATS           (192 * 1024) /* ... of at most 768 KiB of its rows per thread */
+#define BAND_FLOATS           (192 * 1024) /* depthwise bands: at most 768 KiB of rows per thread ... */
 #define BAND_MIN_ROWS         4            /* ... of at least this many depthwise output rows */
 
 #endif
