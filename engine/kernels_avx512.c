@@ -451,9 +451,12 @@ static void gemm_few(const float *packed, int m, int k, const gemm_b *bs, int j0
     }
     size_t o0 = out_pos(bs, j0); /* output position of the first valid column */
     size_t ps = (size_t)FMR * k;
-    for (int r0 = 0; r0 < m; r0 += FNV * FMR) {
-        int live = (m - r0 + FMR - 1) / FMR;
-        if (live > FNV) live = FNV;
+    int panels = (m + FMR - 1) / FMR;
+    for (int r0 = 0, live; r0 < m; r0 += live * FMR) {
+        /* passes of FNV panels, but two of two rather than FNV then one (64 rows: 32 + 32,
+         * whose micro-tiles have twice the FMAs per B broadcast of a lone panel's) */
+        int left = panels - r0 / FMR;
+        live = left == FNV + 1 ? 2 : left > FNV ? FNV : left;
         for (int q0 = 0; q0 < k; q0 += FKC) {
             int kc = k - q0 < FKC ? k - q0 : FKC;
             const float *ap = packed + (size_t)r0 * k + (size_t)q0 * FMR;

@@ -471,7 +471,8 @@ END_TEST
 
 /* The few-column GEMM (output channels in the lanes) gives the same bits as the columns-in-
  * lanes GEMM: plain and padded (period) B, bias, residual, every activation, m tails of
- * 1-47 rows past the 48-row blocks, k across several 128-row blocks, column sub-ranges. */
+ * 1-47 rows past the 48-row passes (49-64 rows: two passes of 32), k across several 128-row
+ * blocks, column sub-ranges. */
 START_TEST(gemm_few_matches_gemm)
 {
     if (!cvy_cpu_has(CVY_ISA_AVX512)) {
