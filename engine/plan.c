@@ -473,11 +473,11 @@ static int set_bands(step *st, const step *pre, const step *post)
  * that one band of st's output rows reads into the thread's scratch, then those output rows,
  * so the map never leaves the core's cache: large maps (112x112 to 28x28) are not written
  * to memory and read back, small ones (14x14) are not split between the cores by channels
- * for the 1x1 and read across by the depthwise conv (MobileNetV2's 14x14 blocks 7-11% faster
- * with their projections in too, at batch 1 and 16). Neighbouring bands both compute the
- * rows they share; the results are those of the two steps apart, bit for bit (each column of
- * a GEMM and each output row of the depthwise kernel come out the same whatever range is
- * run). */
+ * for the 1x1 and read across by the depthwise conv (MobileNetV2's 14x14 blocks up to 11%
+ * faster with their projections in too, at batch 1 and 16). Neighbouring bands both compute
+ * the rows they share; the results are those of the two steps apart, bit for bit (each
+ * column of a GEMM and each output row of the depthwise kernel come out the same whatever
+ * range is run). */
 static cvy_status fuse_pre(builder *b, step *st)
 {
     plan *p = b->p;
@@ -497,7 +497,7 @@ static cvy_status fuse_pre(builder *b, step *st)
 /* Runs 1x1 conv st (the last step) inside the depthwise step before it, on each band of its
  * output rows as the depthwise kernel leaves them in the thread's scratch, when st alone
  * reads the depthwise map (MobileNetV2's projections, and its first block's depthwise conv
- * on the stem's map): the depthwise map never leaves the core's cache (7x7 blocks too: 7-17%
+ * on the stem's map): the depthwise map never leaves the core's cache (7x7 blocks too: 4-17%
  * faster than the depthwise conv by channels and the 1x1 after it). The residual, if any, is
  * st's. Same bits as the two steps apart. */
 static cvy_status fuse_post(builder *b, step *st)

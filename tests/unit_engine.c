@@ -551,10 +551,10 @@ START_TEST(inverted_matches_reference)
 END_TEST
 
 /* MobileNetV2's inverted residual block, which the plan runs in bands (fuse_pre, fuse_post):
- * an expansion 1x1 conv + clip (pre, unless v % 4 == 3), a depthwise
- * conv, and a projection 1x1 conv (post, unless v % 3 == 0), with the block's input added
- * when v % 3 == 2 and the stride is 1. Part 0 builds the block, parts 1, 2, 3 the 1x1, the
- * depthwise conv and the projection alone (without the residual), with the same weights.
+ * an expansion 1x1 conv + clip (pre, unless v % 4 == 3), a depthwise conv, and a projection
+ * 1x1 conv (post, unless v % 3 == 0), with the block's input added when v % 3 == 2 and the
+ * stride is 1. Part 0 builds the block, parts 1, 2, 3 the 1x1, the depthwise conv and the
+ * projection alone (without the residual), with the same weights.
  * Variants: stride 1 and 2, kernels 3 and 5, every padding, dilation 2, odd sizes, and small
  * maps (v % 8 == 5: more expanded channels than columns, so the 1x1 alone splits its rows;
  * v % 12 == 11: a projection alone, as MobileNetV2's 7x7 blocks). */
@@ -567,7 +567,7 @@ static banded banded_shape(int v)
 {
     tm_seed(3000 + (unsigned)v);
     banded b = {.pre = v % 4 != 3, .post = v % 3 != 0};
-    int lo = b.pre ? 46 : 100;
+    int lo = b.pre ? 46 : 100; /* maps as MobileNetV2's 56x56 and 112x112 */
     b.c = tm_randint(1, 16), b.e = tm_randint(64, 100), b.h = tm_randint(lo, lo + 24),
     b.w = tm_randint(lo, lo + 24);
     if (v % 8 == 5) /* stride 2, 7+ output rows */
