@@ -431,7 +431,7 @@ static void band_task(void *arg, int task, int thread)
         pre->gemm->run(W(j, pre->w_off), pre->g.c_out, pre->g.c_in, &bs, 0, (int)n, scratch, n,
                        W(j, pre->b_off), NULL, 0, &pre->act);
         x = scratch, xcs = n;
-        scratch += ((size_t)pre->g.c_out * n + 15) / 16 * 16; /* the dw band after it */
+        scratch += cvy_round_up((size_t)pre->g.c_out * n, 16); /* the dw band after it */
     } else
         x += (size_t)ra * wi;
     float *y = j->c->ptr[s->out] + img * istride(j, s->out) + (size_t)y0 * g->w_out;

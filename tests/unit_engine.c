@@ -603,7 +603,6 @@ static uint32_t build_banded(fmt_model *m, int v, int part)
     uint32_t x = tm_begin(m,
                           part == 0   ? cin
                           : part == 1 ? b.c
-                          : part == 2 ? b.e
                                       : b.e,
                           part == 3 ? b.ho : b.h, part == 3 ? b.wo : b.w),
              y = x;
