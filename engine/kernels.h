@@ -58,11 +58,14 @@ typedef struct gemm_b {
  * where B and the output positions come from a gemm_b; every element is summed in q order
  * from zero, then bias, then residual, so blocking and the choice of GEMM never change a
  * result. bias and res may be NULL. max_n > 0: at most max_n columns (B's, padding
- * included) per call. Thread-safe on disjoint outputs. */
+ * included) per call. Each residual element is read just before the output element at the
+ * same place is written, so c may be res (in place) unless partial sums wait in the output:
+ * part_kc > 0 when they do for k > part_kc. Thread-safe on disjoint outputs. */
 typedef struct cvy_gemm {
     const char *name;
     int mr, max_n;
     int prologue; /* honours gemm_b.pre_scale */
+    int part_kc;  /* k rows per block when partial sums wait in c between blocks; 0: never */
     size_t (*packed_size)(int m, int k);
     void (*pack)(const float *a, int m, int k, float *packed);
     void (*run)(const float *packed, int m, int k, const gemm_b *b, int j0, int n, float *c,

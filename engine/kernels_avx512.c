@@ -303,7 +303,7 @@ static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, in
     }
 }
 
-static const cvy_gemm GEMM_LANES = {"lanes=columns", MR, 0, 1, packed_size, pack, gemm};
+static const cvy_gemm GEMM_LANES = {"lanes=columns", MR, 0, 1, KC, packed_size, pack, gemm};
 
 /* Four 4 x 4 transposes, one per 128-bit block: out[i] block j holds element i of that
  * block of in[0], in[1], in[2] and in[3]. */
@@ -491,7 +491,7 @@ static void gemm_few(const float *packed, int m, int k, const gemm_b *bs, int j0
     }
 }
 
-static const cvy_gemm GEMM_FEW = {"lanes=channels", FMR,      FEW_MAX_N, 0,
+static const cvy_gemm GEMM_FEW = {"lanes=channels", FMR,      FEW_MAX_N, 0, 0,
                                   few_packed_size,  few_pack, gemm_few};
 
 /* ---- fully connected: output neurons in the lanes ---------------------------------------

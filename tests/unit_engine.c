@@ -8,6 +8,7 @@
 
 #include "engine.h"
 #include "kernels.h"
+#include "plan.h"
 #include "pool.h"
 #include "testmodel.h"
 
@@ -251,6 +252,29 @@ static uint32_t build_pointwise(fmt_model *m, int v)
     uint32_t z = tm_node(m, OP_CONV, 2, b, k1, NULL, "pw2");
     uint32_t add[2] = {z, y};
     return tm_node(m, OP_ADD, 2, add, NULL, NULL, "add");
+}
+
+/* A 1x1 conv plus a residual that is another 1x1 conv's output: variant % 4 == 0 on a
+ * 24x24 map with 300 inputs (the columns GEMM, whose partial sums wait in its output for k
+ * over 256), 1 on the same map with up to 40 inputs, 2 on a 6x6 map with 300 inputs (the
+ * few-column GEMM), 3 as 1 with the residual read again afterwards. */
+static uint32_t build_residual(fmt_model *m, int v)
+{
+    int kind = v % 4, hw = kind == 2 ? 6 : 24, cin = kind % 2 ? tm_randint(1, 40) : 300;
+    int cout = tm_randint(8, 70);
+    uint32_t x = tm_begin(m, cin, hw, hw);
+    int32_t k1[16] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1};
+    int wd[4] = {cout, cin, 1, 1}, bd[1] = {cout};
+    uint32_t a[3] = {x, tm_weight(m, 4, wd, 0.1f), tm_weight(m, 1, bd, 0.5f)};
+    uint32_t b[3] = {x, tm_weight(m, 4, wd, 0.1f), tm_weight(m, 1, bd, 0.5f)};
+    uint32_t y = tm_node(m, OP_CONV, 3, a, k1, NULL, "res");
+    uint32_t z = tm_node(m, OP_CONV, 3, b, k1, NULL, "conv");
+    uint32_t add[2] = {z, y};
+    z = tm_node(m, OP_ADD, 2, add, NULL, NULL, "add");
+    z = tm_node(m, OP_RELU, 1, &z, NULL, NULL, "relu");
+    if (kind != 3) return z;
+    uint32_t again[2] = {z, y};
+    return tm_node(m, OP_ADD, 2, again, NULL, NULL, "again");
 }
 
 /* A pre-activation block (DenseNet, ResNet v2): 3x3 conv whose output is also the residual,
@@ -701,6 +725,35 @@ START_TEST(net_matches_reference)
 }
 END_TEST
 
+/* A conv writes its output over its residual where the residual dies with it and its GEMM
+ * keeps no partial sums in the output (AVX-512's own GEMMs; not OpenBLAS's), and the outputs
+ * still match the reference. */
+START_TEST(residual_in_place_matches_reference)
+{
+    for (int v = 0; v < 12; v++) {
+        compare(build_residual, v, 1 + v % 3, "residual");
+        for (int avx512 = 0; avx512 < 2; avx512++) {
+            if (avx512 && !cvy_cpu_has(CVY_ISA_AVX512)) continue;
+            fmt_model m;
+            tm_seed(1000 + (unsigned)v);
+            m.output = build_residual(&m, v);
+            plan p;
+            cvy_error err = {{0}};
+            const cvy_kernels *kern = avx512 ? cvy_kernels_avx512() : cvy_kernels_avx2();
+            ck_assert_int_eq(plan_build(&m, kern, 1, 1, &p, &err), CVY_OK);
+            const step *st = &p.steps[1]; /* conv + add + relu */
+            ck_assert_int_ge(st->residual, 0);
+            int shared = p.values[st->out].root == p.values[st->residual].root;
+            ck_assert_msg(shared == (avx512 && v % 4 != 0 && v % 4 != 3),
+                          "variant %d on %s: output %s its residual", v, kern->name,
+                          shared ? "over" : "not over");
+            plan_free(&p);
+            fmt_model_clear(&m);
+        }
+    }
+}
+END_TEST
+
 /* The plan fuses BN into conv1, relu into both convs and the Add into conv2. */
 START_TEST(fusion_is_planned)
 {
@@ -1065,6 +1118,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, banded_block_matches_layers);
     tcase_add_test(tc, preact_matches_reference);
     tcase_add_test(tc, net_matches_reference);
+    tcase_add_test(tc, residual_in_place_matches_reference);
     tcase_add_test(tc, fusion_is_planned);
     tcase_add_test(tc, batchnorm_folding_is_exact);
     tcase_add_test(tc, batch_and_threads_do_not_change_outputs);
