@@ -167,27 +167,19 @@ static void pad_phases(const cvy_kernels *k, const float *x, float *pad, const s
     const conv_geom *g = &s->g;
     int ny = g->kh > 1 ? 2 : 1, nx = g->kw > 1 ? 2 : 1;
     int last = r1 - 1 + (g->kh - 1) / 2; /* last phase row the chunk reads */
+    size_t plane = (size_t)s->hp * s->wp;
     for (int ic = 0; ic < cin_g; ic++) {
         const float *xc = x + (size_t)ic * g->h_in * g->w_in;
-        for (int py = 0; py < ny; py++)
-            for (int px = 0; px < nx; px++) {
-                float *plane = pad + ((size_t)(ic * ny + py) * nx + px) * s->hp * s->wp;
-                /* columns [x0, x1) come from the input, the others are zero */
-                int x0 = (g->pl - px + 1) / 2, x1 = (g->w_in + g->pl - px + 1) / 2;
-                if (x0 > s->wp) x0 = s->wp;
-                if (x1 > s->wp) x1 = s->wp;
-                for (int y = r0; y <= last; y++) {
-                    float *row = plane + (size_t)y * s->wp;
-                    int iy = 2 * y + py - g->pt;
-                    if (iy < 0 || iy >= g->h_in) {
-                        memset(row, 0, (size_t)s->wp * sizeof(float));
-                        continue;
-                    }
-                    const float *src = xc + (size_t)iy * g->w_in;
-                    memset(row, 0, (size_t)x0 * sizeof(float));
-                    if (x1 > x0) k->even(src + 2 * x0 + px - g->pl, row + x0, x1 - x0);
-                    memset(row + x1, 0, (size_t)(s->wp - x1) * sizeof(float));
-                }
+        for (int y = r0; y <= last; y++)
+            for (int py = 0; py < ny; py++) { /* input rows in order */
+                float *row = pad + ((size_t)(ic * ny + py) * nx * s->hp + y) * s->wp;
+                float *odd = nx > 1 ? row + plane : NULL; /* phase (py, 1) */
+                int iy = 2 * y + py - g->pt;
+                if (iy < 0 || iy >= g->h_in) {
+                    memset(row, 0, (size_t)s->wp * sizeof(float));
+                    if (odd) memset(odd, 0, (size_t)s->wp * sizeof(float));
+                } else
+                    k->phase_rows(xc + (size_t)iy * g->w_in, g->w_in, g->pl, s->wp, row, odd);
             }
     }
 }

@@ -110,9 +110,10 @@ typedef struct cvy_kernels {
     /* fc's weight layout, made once at load: fc_packed_size(nout, k) floats. NULL: rows. */
     size_t (*fc_packed_size)(int nout, int k);
     void (*fc_pack)(const float *w, int nout, int k, float *packed);
-    /* dst[i] = src[2 * i] for i < n: a stride-2 row of the phase planes (reads src[0] to
-     * src[2n - 2] only). */
-    void (*even)(const float *src, float *dst, int n);
+    /* The phase rows of one input row (n floats, pl columns of left padding) for a stride-2
+     * conv: dst0[x] = src[2x - pl] and, when dst1 is set, dst1[x] = src[2x + 1 - pl], for
+     * x < wp, zero where the index falls outside [0, n). Reads src[0] to src[n - 1] only. */
+    void (*phase_rows)(const float *src, int n, int pl, int wp, float *dst0, float *dst1);
     /* im2col, as cvy_im2col below (the reference). */
     void (*im2col)(const float *x, float *col, const conv_geom *g, int cin_g, int col0, int col1);
 

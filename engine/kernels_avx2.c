@@ -105,17 +105,30 @@ static void interior(const conv_geom *g, int *lo, int *hi)
     *hi = h;
 }
 
-/* Even floats: two 8-float loads, shuffle and lane permute per 8 outputs, scalar tail. */
-static void avx2_even(const float *src, float *dst, int n)
+/* One phase row: zeros, then every other float from src + 2 * x0 + p - pl (two 8-float
+ * loads, shuffle and lane permute per 8 outputs, scalar tail), then zeros. */
+static void avx2_phase_row(const float *src, int n, int pl, int p, int wp, float *dst)
 {
-    int i = 0;
-    for (; i + 9 <= n; i += 8) { /* reads src[2i] to src[2i + 15] <= src[2n - 2] */
-        __m256 a = _mm256_loadu_ps(src + 2 * i), b = _mm256_loadu_ps(src + 2 * i + 8);
+    int x0 = (pl - p + 1) / 2, x1 = (n + pl - p + 1) / 2; /* outputs with a source: x0 <= x1 */
+    if (x0 > wp) x0 = wp;
+    if (x1 > wp) x1 = wp;
+    memset(dst, 0, (size_t)x0 * sizeof(float));
+    const float *s = src + 2 * x0 + p - pl;
+    int i = 0, m = x1 - x0;
+    for (; i + 9 <= m; i += 8) { /* reads s[2i] to s[2i + 15] <= s[2m - 2] */
+        __m256 a = _mm256_loadu_ps(s + 2 * i), b = _mm256_loadu_ps(s + 2 * i + 8);
         __m256 e = _mm256_shuffle_ps(a, b, 0x88); /* a0 a2 b0 b2 | a4 a6 b4 b6 */
-        _mm256_storeu_ps(dst + i,
+        _mm256_storeu_ps(dst + x0 + i,
                          _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xd8)));
     }
-    for (; i < n; i++) dst[i] = src[2 * i];
+    for (; i < m; i++) dst[x0 + i] = s[2 * i];
+    memset(dst + x1, 0, (size_t)(wp - x1) * sizeof(float));
+}
+
+static void avx2_phase_rows(const float *src, int n, int pl, int wp, float *dst0, float *dst1)
+{
+    avx2_phase_row(src, n, pl, 0, wp, dst0);
+    if (dst1) avx2_phase_row(src, n, pl, 1, wp, dst1);
 }
 
 static void avx2_depthwise(const float *x, size_t xcs, const float *w, const float *bias, float *y,
@@ -447,7 +460,7 @@ static const cvy_kernels AVX2 = {
     .binary = avx2_binary,
     .binary_chan = avx2_binary_chan,
     .fc = fc_blocked,
-    .even = avx2_even,
+    .phase_rows = avx2_phase_rows,
     .im2col = avx2_im2col,
     .wino_input = wino_input_tiles,
     .wino_output = wino_output_tiles,

@@ -1064,17 +1064,19 @@ static void maxpool(const float *x, float *y, const conv_geom *g, int c0, int c1
 
 /* ---- phase-plane rows --------------------------------------------------------------------- */
 
-/* Even floats, 16 per step from two loads and one two-source permute; the last step's loads
- * are masked to src[2n - 2]. */
-static void even(const float *src, float *dst, int n)
+/* Both phase rows, 16 outputs of each per step from two loads (zeros outside the row) and
+ * two two-source permutes. */
+static void phase_rows(const float *src, int n, int pl, int wp, float *dst0, float *dst1)
 {
-    const __m512i idx =
-        _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    for (int i = 0; i < n; i += 16) {
-        int rem = 2 * (n - i) - 1; /* floats readable from src + 2i */
-        __m512 a = _mm512_maskz_loadu_ps(cols_mask(rem), src + 2 * i);
-        __m512 b = _mm512_maskz_loadu_ps(rem > 16 ? cols_mask(rem - 16) : 0, src + 2 * i + 16);
-        _mm512_mask_storeu_ps(dst + i, cols_mask(n - i), _mm512_permutex2var_ps(a, idx, b));
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+                  od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (int x = 0; x < wp; x += 16) {
+        int s = 2 * x - pl;
+        __m512 a = _mm512_maskz_loadu_ps(range_mask(s, n), src + s);
+        __m512 b = _mm512_maskz_loadu_ps(range_mask(s + 16, n), src + s + 16);
+        __mmask16 k = cols_mask(wp - x);
+        _mm512_mask_storeu_ps(dst0 + x, k, _mm512_permutex2var_ps(a, ev, b));
+        if (dst1) _mm512_mask_storeu_ps(dst1 + x, k, _mm512_permutex2var_ps(a, od, b));
     }
 }
 
@@ -1144,7 +1146,7 @@ static void init(void)
     AVX512.gemm_few = &GEMM_FEW;
     AVX512.fc = fc_lanes;
     AVX512.avgpool = avgpool;
-    AVX512.even = even;
+    AVX512.phase_rows = phase_rows;
     AVX512.fc_packed_size = few_packed_size;
     AVX512.fc_pack = few_pack;
     AVX512.depthwise = depthwise;

@@ -77,9 +77,14 @@ void cvy_conv_ref(const float *x, const float *w, const float *bias, float *y, c
     }
 }
 
-static void ref_even(const float *src, float *dst, int n)
+static void ref_phase_rows(const float *src, int n, int pl, int wp, float *dst0, float *dst1)
 {
-    for (int i = 0; i < n; i++) dst[i] = src[2 * i];
+    for (int x = 0; x < wp; x++)
+        for (int p = 0; p < 2; p++) {
+            float *d = p ? dst1 : dst0;
+            int i = 2 * x + p - pl;
+            if (d) d[x] = i >= 0 && i < n ? src[i] : 0.0f;
+        }
 }
 
 static void ref_depthwise(const float *x, size_t xcs, const float *w, const float *bias, float *y,
@@ -260,7 +265,7 @@ static const cvy_kernels REF = {
     .bias_act = ref_bias_act,
     .act = ref_act,
     .depthwise = ref_depthwise,
-    .even = ref_even,
+    .phase_rows = ref_phase_rows,
     .maxpool = ref_maxpool,
     .avgpool = ref_avgpool,
     .gap = ref_gap,

@@ -183,26 +183,40 @@ START_TEST(window_kernels_match_reference)
 }
 END_TEST
 
-/* The phase planes' even-float copy: every length from 1 to 70 (vector bodies and tails),
- * each source exactly 2n - 1 floats long, so a read past its last float shows under ASan. */
-START_TEST(even_matches_reference)
+/* The phase rows of a stride-2 conv: every row length from 1 to 70 (vector bodies and
+ * tails), left padding 0-3, output widths from short of the row to past it, one phase and
+ * two; each source exactly n floats long, so a read past it shows under ASan. */
+START_TEST(phase_rows_match_reference)
 {
     tm_seed(5);
     const cvy_kernels *tabs[2] = {opt(), cvy_cpu_has(CVY_ISA_AVX512) ? cvy_kernels_avx512() : NULL};
-    for (int n = 1; n <= 70; n++) {
-        float *src = malloc((size_t)(2 * n - 1) * 4), *want = malloc((size_t)n * 4);
-        float *got = malloc((size_t)(n + 1) * 4);
-        tm_fill(src, (size_t)(2 * n - 1));
-        cvy_kernels_ref()->even(src, want, n);
-        for (int i = 0; i < n; i++) ck_assert(want[i] == src[2 * i]);
-        for (int t = 0; t < 2 && tabs[t]; t++) {
-            got[n] = 12345.0f;
-            tabs[t]->even(src, got, n);
-            ck_assert_msg(memcmp(got, want, (size_t)n * 4) == 0, "%s even n %d", tabs[t]->name, n);
-            ck_assert_msg(got[n] == 12345.0f, "%s even wrote past n %d", tabs[t]->name, n);
-        }
-        free(src), free(want), free(got);
-    }
+    for (int n = 1; n <= 70; n++)
+        for (int pl = 0; pl <= 3; pl++)
+            for (int wp = (n + 1) / 2 - 1; wp <= (n + pl) / 2 + 2; wp++) {
+                if (wp < 1) continue;
+                float *src = malloc((size_t)n * 4), *want = malloc((size_t)wp * 8);
+                float *got = malloc((size_t)(wp + 1) * 8);
+                tm_fill(src, (size_t)n);
+                cvy_kernels_ref()->phase_rows(src, n, pl, wp, want, want + wp);
+                for (int x = 0; x < wp; x++) { /* the reference against the definition */
+                    int i = 2 * x - pl;
+                    ck_assert(want[x] == (i >= 0 && i < n ? src[i] : 0.0f));
+                    ck_assert(want[wp + x] == (i + 1 >= 0 && i + 1 < n ? src[i + 1] : 0.0f));
+                }
+                for (int t = 0; t < 2 && tabs[t]; t++)
+                    for (int two = 0; two < 2; two++) {
+                        for (int x = 0; x < 2 * wp + 2; x++) got[x] = 12345.0f;
+                        tabs[t]->phase_rows(src, n, pl, wp, got, two ? got + wp + 1 : NULL);
+                        ck_assert_msg(
+                            memcmp(got, want, (size_t)wp * 4) == 0 &&
+                                (!two || memcmp(got + wp + 1, want + wp, (size_t)wp * 4) == 0),
+                            "%s phase rows n %d pl %d wp %d", tabs[t]->name, n, pl, wp);
+                        ck_assert_msg(got[wp] == 12345.0f && got[2 * wp + 1] == 12345.0f,
+                                      "%s phase rows n %d pl %d wp %d wrote past wp", tabs[t]->name,
+                                      n, pl, wp);
+                    }
+                free(src), free(want), free(got);
+            }
 }
 END_TEST
 
@@ -576,7 +590,7 @@ Suite *kernels_suite(void)
     tcase_add_test(tc, depthwise_matches_reference);
     tcase_add_test(tc, window_kernels_match_reference);
     tcase_add_test(tc, pools_match_reference);
-    tcase_add_test(tc, even_matches_reference);
+    tcase_add_test(tc, phase_rows_match_reference);
     tcase_add_test(tc, avgpool_count_include_pad_semantics);
     tcase_add_test(tc, gap_and_binary_match_reference);
     tcase_add_test(tc, im2col_chunks_cover_reference_conv);
