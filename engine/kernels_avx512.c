@@ -355,11 +355,11 @@ static void few_pack(const float *a, int m, int k, float *out) { pack_panels(a, 
 /* live panels (vectors of rows) x nj columns over kc rows of k: ap is panel 0 at this k
  * block (the others ps floats apart); B's row q is b + off[q] (off set) or b + q * ldb, at
  * the tile's first column, columns ldj apart; sums go to (first: from zero, else from)
- * part[j * FNV * FMR + 16 * v]. */
-static inline __attribute__((always_inline)) void few_tile(const float *ap, size_t ps, int kc,
-                                                           const float *b, const int32_t *off,
-                                                           size_t ldb, size_t ldj, float *part,
-                                                           int first, const int live, const int nj)
+ * part[j * FNV * FMR + 16 * v]. pfa: prefetch A ahead, for the first tile over an A block
+ * (the others find it in L1: their prefetches only took load slots, 2% of these layers). */
+static inline __attribute__((always_inline)) void
+few_tile(const float *ap, size_t ps, int kc, const float *b, const int32_t *off, size_t ldb,
+         size_t ldj, float *part, int first, const int live, const int nj, const int pfa)
 {
     __m512 acc[FNV][FNJ];
 #pragma GCC unroll 8
@@ -375,7 +375,8 @@ static inline __attribute__((always_inline)) void few_tile(const float *ap, size
 #pragma GCC unroll 3
         for (int v = 0; v < live; v++) {
             av[v] = _mm512_loadu_ps(ap + v * ps + (size_t)q * FMR);
-            _mm_prefetch((const char *)(ap + v * ps + (size_t)q * FMR + PF_AHEAD), _MM_HINT_T0);
+            if (pfa)
+                _mm_prefetch((const char *)(ap + v * ps + (size_t)q * FMR + PF_AHEAD), _MM_HINT_T0);
         }
 #pragma GCC unroll 8
         for (int j = 0; j < nj; j++) {
@@ -392,7 +393,7 @@ static inline __attribute__((always_inline)) void few_tile(const float *ap, size
 
 #define FEW_CASE(L, J)                                                                             \
     case (L)*16 + (J):                                                                             \
-        few_tile(ap, ps, kc, b, off, ldb, LDJ, part, first, L, J);                                 \
+        few_tile(ap, ps, kc, b, off, ldb, LDJ, part, first, L, J, PFA);                            \
         break;
 #define FEW_CASES(L)                                                                               \
     FEW_CASE(L, 1)                                                                                 \
@@ -408,23 +409,38 @@ static inline __attribute__((always_inline)) void few_tile(const float *ap, size
     }
 
 /* few_tile with live and nj as constants, so the accumulators stay in registers: B's
- * columns adjacent (convolutions) ... */
-static void few_tile_any(const float *ap, size_t ps, int kc, const float *b, const int32_t *off,
-                         size_t ldb, float *part, int first, int live, int nj)
+ * columns adjacent (convolutions), the first tile over an A block ... */
+static void few_tile_first(const float *ap, size_t ps, int kc, const float *b, const int32_t *off,
+                           size_t ldb, float *part, int first, int live, int nj)
 {
 #define LDJ 1
+#define PFA 1
     FEW_SWITCH
+#undef PFA
 #undef LDJ
 }
 
-/* ... or ldj apart (fully connected: B's columns are the images' input rows). */
+/* ... the next ones over it, without A's prefetch ... */
+static void few_tile_next(const float *ap, size_t ps, int kc, const float *b, const int32_t *off,
+                          size_t ldb, float *part, int first, int live, int nj)
+{
+#define LDJ 1
+#define PFA 0
+    FEW_SWITCH
+#undef PFA
+#undef LDJ
+}
+
+/* ... or B's columns ldj apart (fully connected: the images' input rows), A prefetched. */
 static void few_tile_strided(const float *ap, size_t ps, int kc, const float *b, size_t ldj,
                              float *part, int first, int live, int nj)
 {
     const int32_t *off = NULL;
     size_t ldb = 1;
 #define LDJ ldj
+#define PFA 1
     FEW_SWITCH
+#undef PFA
 #undef LDJ
 }
 
@@ -463,8 +479,8 @@ static void gemm_few(const float *packed, int m, int k, const gemm_b *bs, int j0
             const float *b = bs->off ? bs->b : bs->b + (size_t)q0 * bs->ldb;
             const int32_t *off = bs->off ? bs->off + q0 : NULL;
             for (int t = 0, o = 0; t < nt; o += tw[t++])
-                few_tile_any(ap, ps, kc, b + tj[t], off, bs->ldb, part + o * FNV * FMR, q0 == 0,
-                             live, tw[t]);
+                (t ? few_tile_next : few_tile_first)(ap, ps, kc, b + tj[t], off, bs->ldb,
+                                                     part + o * FNV * FMR, q0 == 0, live, tw[t]);
         }
         /* epilogue: blocks of 16 columns x 16 rows transposed in registers, so each output
          * row is one masked store (scatters cost several times more here) */
