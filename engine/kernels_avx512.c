@@ -409,25 +409,20 @@ few_tile(const float *ap, size_t ps, int kc, const float *b, const int32_t *off,
     }
 
 /* few_tile with live and nj as constants, so the accumulators stay in registers: B's
- * columns adjacent (convolutions), the first tile over an A block ... */
-static void few_tile_first(const float *ap, size_t ps, int kc, const float *b, const int32_t *off,
-                           size_t ldb, float *part, int first, int live, int nj)
+ * columns adjacent (convolutions), A prefetched or not (pfa) ... */
+static void few_tile_any(const float *ap, size_t ps, int kc, const float *b, const int32_t *off,
+                         size_t ldb, float *part, int first, int live, int nj, int pfa)
 {
 #define LDJ 1
+    if (pfa) {
 #define PFA 1
-    FEW_SWITCH
+        FEW_SWITCH
 #undef PFA
-#undef LDJ
-}
-
-/* ... the next ones over it, without A's prefetch ... */
-static void few_tile_next(const float *ap, size_t ps, int kc, const float *b, const int32_t *off,
-                          size_t ldb, float *part, int first, int live, int nj)
-{
-#define LDJ 1
+    } else {
 #define PFA 0
-    FEW_SWITCH
+        FEW_SWITCH
 #undef PFA
+    }
 #undef LDJ
 }
 
@@ -479,8 +474,8 @@ static void gemm_few(const float *packed, int m, int k, const gemm_b *bs, int j0
             const float *b = bs->off ? bs->b : bs->b + (size_t)q0 * bs->ldb;
             const int32_t *off = bs->off ? bs->off + q0 : NULL;
             for (int t = 0, o = 0; t < nt; o += tw[t++])
-                (t ? few_tile_next : few_tile_first)(ap, ps, kc, b + tj[t], off, bs->ldb,
-                                                     part + o * FNV * FMR, q0 == 0, live, tw[t]);
+                few_tile_any(ap, ps, kc, b + tj[t], off, bs->ldb, part + o * FNV * FMR, q0 == 0,
+                             live, tw[t], t == 0);
         }
         /* epilogue: blocks of 16 columns x 16 rows transposed in registers, so each output
          * row is one masked store (scatters cost several times more here) */
