@@ -1253,12 +1253,27 @@ static cvy_status plan_bn(builder *b, int i)
 
 /* ---- liveness and arena ------------------------------------------------------------------ */
 
+/* First step writing and last step reading each root value (the output's: past the last
+ * step), in its first and last; -1 when none. */
+static void liveness(plan *p)
+{
+    value *v = p->values;
+    for (int t = 0; t < p->n_values; t++) v[t].first = v[t].last = -1;
+    for (int s = 0; s < p->n_steps; s++) {
+        step *st = &p->steps[s];
+        int r = v[st->out].root;
+        if (v[r].first < 0) v[r].first = s;
+        for (int k = 0; k < st->n_in; k++) v[v[st->in[k]].root].last = s;
+        if (st->residual >= 0) v[v[st->residual].root].last = s;
+    }
+    v[v[p->output].root].last = p->n_steps;
+}
+
 /* Whether step st can write its output over its residual (all of its root's storage, which
- * no later step reads): a
- * conv on an own GEMM that keeps no partial sums in its output for this k, or a Winograd
- * conv (their epilogues read each residual element just before writing the output element
- * at the same place, in the same task), that reads r nowhere else, not banded, with both
- * values plain arena values of one size. */
+ * no later step may read): a conv on an own GEMM that keeps no partial sums in its output
+ * for this k, or a Winograd conv (their epilogues read each residual element just before
+ * writing the output element at the same place, in the same task), that does not also read
+ * the residual as an input, not banded, with both values plain arena values of one size. */
 static int residual_in_place(const plan *p, const step *st)
 {
     const value *v = p->values;
@@ -1281,29 +1296,19 @@ static int residual_in_place(const plan *p, const step *st)
  * epilogue then reads and writes the same lines, where a separate output costs a second
  * stream and a read for ownership of every line it writes (ResNet-50's 56x56 1x1 + residual
  * 7% faster), and the arena needs less. Before plan_arena, which places the shared root. */
-static cvy_status residuals_in_place(builder *b)
+static void residuals_in_place(plan *p)
 {
-    plan *p = b->p;
     value *v = p->values;
-    int *last = malloc((size_t)p->n_values * sizeof *last);
-    if (!last) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
-    for (int t = 0; t < p->n_values; t++) last[t] = -1;
+    liveness(p);
     for (int s = 0; s < p->n_steps; s++) {
         const step *st = &p->steps[s];
-        for (int k = 0; k < st->n_in; k++) last[v[st->in[k]].root] = s;
-        if (st->residual >= 0) last[v[st->residual].root] = s;
-    }
-    last[v[p->output].root] = p->n_steps;
-    for (int s = 0; s < p->n_steps; s++) {
-        const step *st = &p->steps[s];
-        int r = st->residual < 0 ? -1 : v[st->residual].root, o = st->out;
-        if (!residual_in_place(p, st) || last[r] != s) continue;
+        if (!residual_in_place(p, st)) continue;
+        int r = v[st->residual].root, o = st->out;
+        if (v[r].last != s) continue;
         for (int t = 0; t < p->n_values; t++)
             if (v[t].root == o) v[t].root = r; /* o itself (view_off 0) and its views */
-        last[r] = last[o];
+        v[r].last = v[o].last;
     }
-    free(last);
-    return CVY_OK;
 }
 
 static int by_size_desc(const void *pa, const void *pb, void *ctx)
@@ -1318,16 +1323,7 @@ static cvy_status plan_arena(builder *b)
 {
     plan *p = b->p;
     value *v = p->values;
-    for (int t = 0; t < p->n_values; t++) v[t].first = v[t].last = -1;
-    for (int s = 0; s < p->n_steps; s++) {
-        step *st = &p->steps[s];
-        int r = v[st->out].root;
-        if (v[r].first < 0) v[r].first = s;
-        for (int k = 0; k < st->n_in; k++) v[v[st->in[k]].root].last = s;
-        if (st->residual >= 0) v[v[st->residual].root].last = s;
-    }
-    int out_root = v[p->output].root;
-    v[out_root].last = p->n_steps;
+    liveness(p);
     int *roots = malloc((size_t)p->n_values * sizeof *roots), nr = 0;
     if (!roots) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
     for (int t = 0; t < p->n_values; t++)
@@ -1453,7 +1449,7 @@ cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas
             out->values[out->output].root = out->output;
         }
     }
-    if (s == CVY_OK) s = residuals_in_place(&b);
+    if (s == CVY_OK) residuals_in_place(out);
     if (s == CVY_OK) s = plan_arena(&b);
     if (s == CVY_OK) {
         out->weights = cvy_alloc_aligned(b.nw * sizeof(float));
