@@ -64,8 +64,10 @@ typedef struct gemm_b {
 typedef struct cvy_gemm {
     const char *name;
     int mr, max_n;
-    int prologue; /* honours gemm_b.pre_scale */
-    int part_kc;  /* k rows per block when partial sums wait in c between blocks; 0: never */
+    int prologue;  /* honours gemm_b.pre_scale */
+    int part_kc;   /* k rows per block when partial sums wait in c between blocks; 0: never */
+    int pass_rows; /* rows per pass when it reads B in place (a call of fewer rows repeats no
+                    * packing); 0: it packs B in every call */
     size_t (*packed_size)(int m, int k);
     void (*pack)(const float *a, int m, int k, float *packed);
     void (*run)(const float *packed, int m, int k, const gemm_b *b, int j0, int n, float *c,

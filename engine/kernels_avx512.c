@@ -303,7 +303,13 @@ static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, in
     }
 }
 
-static const cvy_gemm GEMM_LANES = {"lanes=columns", MR, 0, 1, KC, packed_size, pack, gemm};
+static const cvy_gemm GEMM_LANES = {.name = "lanes=columns",
+                                    .mr = MR,
+                                    .prologue = 1,
+                                    .part_kc = KC,
+                                    .packed_size = packed_size,
+                                    .pack = pack,
+                                    .run = gemm};
 
 /* Four 4 x 4 transposes, one per 128-bit block: out[i] block j holds element i of that
  * block of in[0], in[1], in[2] and in[3]. */
@@ -502,8 +508,13 @@ static void gemm_few(const float *packed, int m, int k, const gemm_b *bs, int j0
     }
 }
 
-static const cvy_gemm GEMM_FEW = {"lanes=channels", FMR,      FEW_MAX_N, 0, 0,
-                                  few_packed_size,  few_pack, gemm_few};
+static const cvy_gemm GEMM_FEW = {.name = "lanes=channels",
+                                  .mr = FMR,
+                                  .max_n = FEW_MAX_N,
+                                  .pass_rows = FNV * FMR,
+                                  .packed_size = few_packed_size,
+                                  .pack = few_pack,
+                                  .run = gemm_few};
 
 /* ---- fully connected: output neurons in the lanes ---------------------------------------
  * The weights packed in panels of 16 neurons (fc_pack, as the few-column GEMM's); a micro-

@@ -725,12 +725,18 @@ static cvy_status plan_conv(builder *b, int i)
         /* A conv with more output channels than columns (small maps) splits its rows
          * instead: each task then reads part of the weights, the larger operand, and all of
          * the small input (packed, padded or as an im2col panel, in each task), rather than
-         * all weights for part of the columns. Two halves: every task packs the whole input,
-         * so more parts cost more than they balance (ResNet-50's layer3 1x1s: 4 parts 0.65 ms,
-         * 2 parts 0.57 ms). A 1x1 on the few-column GEMM keeps its column halves up to twice
-         * as many output channels as columns: each task then reads half of the input (written
-         * by both cores) and all weights, which measured faster than all of the input and
-         * half the weights (ResNet-50's 14x14 1024 -> 256: 0.68 -> 0.58 ms at batch 1). */
+         * all weights for part of the columns. Two halves where every task packs the whole
+         * input, so more parts cost more than they balance. A 1x1 whose GEMM reads B in
+         * place (the few-column one) packs nothing: with enough rows it takes one task per
+         * pass of that GEMM's rows, claimed as workers come free, because this VM's two
+         * cores run apart for seconds at a time (an FMA loop pinned to each: 60-128 against
+         * 168-172 GFLOP/s within a minute, no steal time) and two equal halves leave the
+         * faster one waiting (SqueezeNet's classifier alone on two threads: 0.93 of the
+         * halves' median time; ResNet-50's 1x1s on 7x7 and 14x14 maps 0.92-0.96). A 1x1 on
+         * the few-column GEMM keeps its column halves up to twice as many output channels
+         * as columns: each task then reads half of the input (written by both cores) and
+         * all weights, which measured faster than all of the input and half the weights
+         * (ResNet-50's 14x14 1024 -> 256: 0.68 -> 0.58 ms at batch 1). */
         size_t wide = pointwise && few ? 2 * cols : cols;
         int split = own && g.group == 1 && (size_t)g.c_out > wide && g.c_out >= 64 &&
                     (pointwise || (few && bcols <= FEW_COLS));
@@ -738,6 +744,11 @@ static cvy_status plan_conv(builder *b, int i)
             int mr = gk->mr;
             st->rows = (g.c_out + 1) / 2;
             st->rows = (st->rows + mr - 1) / mr * mr;
+            /* at least 8 parts (fewer balance worse) of enough work to pay for their claims
+             * (MobileNetV2's 7x7 1x1s, 0.8 MFLOP per pass: 1-5% slower in parts) */
+            if (pointwise && gk->pass_rows && g.c_out >= 8 * gk->pass_rows &&
+                2.0 * (double)k * (double)cols * gk->pass_rows >= PASS_PART_FLOPS)
+                st->rows = gk->pass_rows;
             st->chunk = (int)cols;
             st->tasks = (g.c_out + st->rows - 1) / st->rows;
             if (!pointwise && !implicit) st->scratch = k * cols;

@@ -124,5 +124,6 @@ void plan_free(plan *p);
 #define FEW_LONG_K            256
 #define BAND_FLOATS           (192 * 1024) /* depthwise bands: at most 768 KiB of rows per thread ... */
 #define BAND_MIN_ROWS         4            /* ... of at least this many depthwise output rows */
+#define PASS_PART_FLOPS       2e6 /* 1x1 row parts of one GEMM pass: at least this much work each */
 
 #endif

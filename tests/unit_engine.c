@@ -236,12 +236,16 @@ static uint32_t build_concat_twice(fmt_model *m, int v)
 }
 
 /* Wide 1x1 convs on small maps (more output channels than pixels: the planner splits their
- * rows over tasks), bias, relu6 and a residual add fused. */
+ * rows over tasks), bias, relu6 and a residual add fused; the last two with 450+ inputs on
+ * 7x7 to 9x9 maps, enough work to split into parts of a GEMM pass. */
+static const int pointwise_couts[] = {64, 72, 100, 255, 256, 300, 384, 1000, 400};
+#define N_POINTWISE ((int)(sizeof pointwise_couts / sizeof pointwise_couts[0]))
 static uint32_t build_pointwise(fmt_model *m, int v)
 {
-    static const int couts[] = {64, 72, 100, 255, 256, 300};
-    int cin = tm_randint(1, 40), h = tm_randint(1, 9), w = tm_randint(1, 9);
-    int cout = couts[v % 6];
+    int big = v % N_POINTWISE >= N_POINTWISE - 2;
+    int cin = big ? tm_randint(450, 520) : tm_randint(1, 40);
+    int h = tm_randint(big ? 7 : 1, 9), w = tm_randint(big ? 7 : 1, 9);
+    int cout = pointwise_couts[v % N_POINTWISE];
     uint32_t x = tm_begin(m, cin, h, w);
     int32_t k1[16] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1};
     int wd[4] = {cout, cin, 1, 1}, bd[1] = {cout};
@@ -562,9 +566,40 @@ START_TEST(concat_in_place_matches_copy)
 }
 END_TEST
 
+/* ... and their row parts where they have more than twice as many output channels as
+ * pixels: on the few-column GEMM (AVX-512) two halves, or with 384+ output channels and
+ * PASS_PART_FLOPS per pass one task per pass of its rows, the last part short when the pass
+ * does not divide them. */
 START_TEST(pointwise_matches_reference)
 {
-    for (int v = 0; v < 18; v++) compare(build_pointwise, v, 1 + v % 3, "pointwise");
+    for (int v = 0; v < 3 * N_POINTWISE; v++) {
+        compare(build_pointwise, v, 1 + v % 3, "pointwise");
+        if (!cvy_cpu_has(CVY_ISA_AVX512)) continue;
+        fmt_model m;
+        tm_seed(1000 + (unsigned)v);
+        m.output = build_pointwise(&m, v);
+        plan p;
+        cvy_error err = {{0}};
+        ck_assert_int_eq(plan_build(&m, cvy_kernels_avx512(), 1, 1, &p, &err), CVY_OK);
+        int cout = pointwise_couts[v % N_POINTWISE];
+        for (int i = 0; i < p.n_steps; i++) {
+            const step *st = &p.steps[i];
+            ck_assert_ptr_eq(st->gemm, cvy_kernels_avx512()->gemm_few);
+            if (cout <= 2 * st->g.h_out * st->g.w_out) { /* column halves instead */
+                ck_assert_int_eq(st->rows, 0);
+                continue;
+            }
+            int pass = st->gemm->pass_rows, want = 2;
+            if (cout >= 8 * pass &&
+                2.0 * st->g.c_in * st->g.h_out * st->g.w_out * pass >= PASS_PART_FLOPS)
+                want = (cout + pass - 1) / pass;
+            ck_assert_msg(st->rows > 0 && st->tasks == want,
+                          "variant %d, %d channels: %d tasks of %d rows, want %d tasks", v, cout,
+                          st->tasks, st->rows, want);
+        }
+        plan_free(&p);
+        fmt_model_clear(&m);
+    }
 }
 END_TEST
 
