@@ -570,6 +570,9 @@ cvy_status cvy_context_run(cvy_context *c, int n, const float *input, float *out
      * Profiling times steps, so it runs everything step by step. */
     int whole = c->profiling || c->split == 0 ? 0 : n / c->threads * c->threads;
     if (whole) cvy_pool_run(c->m->eng->pool, whole, c->threads, image_chain_task, c);
+    /* the steps follow one another closely: the workers wait for the next awake (a sleeping
+     * worker joins a step late, after a wake-up the caller pays for) */
+    cvy_pool_hold(c->m->eng->pool, 1);
     for (int i = 0; i < p->n_steps; i++) {
         int img0 = i < c->split ? whole : 0;
         if (img0 == n) continue;
@@ -577,6 +580,7 @@ cvy_status cvy_context_run(cvy_context *c, int n, const float *input, float *out
         run_step(c, &p->steps[i], img0, n - img0);
         if (c->profiling) c->layer_ms[i] = now_ms() - t0;
     }
+    cvy_pool_hold(c->m->eng->pool, 0);
     cvy_fpu_leave(fpu);
     job j = {c, NULL, 0, n, NULL};
     for (int i = 0; i < n; i++)

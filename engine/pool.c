@@ -1,7 +1,8 @@
 /* pool.c - a thread pool on pthreads. Tasks are claimed one by one from a shared counter, so
  * a worker the OS has not scheduled yet never holds up a run: whoever is running takes the
  * next task. The counter carries the run's generation, so a late worker cannot claim a task
- * of a later run. Workers spin briefly for the next run, then sleep. */
+ * of a later run. Workers spin briefly for the next run (or while a hold lasts), then
+ * sleep. */
 #include "pool.h"
 
 #include <pthread.h>
@@ -18,12 +19,13 @@ struct cvy_pool {
     int threads;
     pthread_t *tids;
     pthread_mutex_t run_lock; /* one run at a time */
-    pthread_mutex_t lock;     /* guards the job fields, stop and the condvars */
+    pthread_mutex_t lock;     /* guards the job fields and the condvars */
     pthread_cond_t wake, done_cv;
     atomic_uint generation;     /* bumped for each run */
     atomic_uint_fast64_t claim; /* generation << 32 | next task index */
     atomic_int done;            /* tasks finished in the current run */
-    int stop;
+    atomic_int holds;           /* cvy_pool_hold: spin rather than sleep while > 0 */
+    atomic_int stop;            /* set once by destroy: workers leave, held or not */
     /* the current run */
     cvy_task_fn fn;
     void *arg;
@@ -81,10 +83,11 @@ static void *worker_main(void *v)
     cvy_fpu_enter();
     unsigned seen = 0;
     for (;;) {
-        /* bounded spin, then sleep until the generation moves */
+        /* spin while held or for a bounded time, then sleep until the generation moves */
         uint64_t until = now_ns() + SPIN_NS;
         while (atomic_load_explicit(&p->generation, memory_order_acquire) == seen &&
-               now_ns() < until)
+               !atomic_load_explicit(&p->stop, memory_order_relaxed) &&
+               (atomic_load_explicit(&p->holds, memory_order_relaxed) > 0 || now_ns() < until))
             _mm_pause();
         /* a run's starter holds the lock for a few stores after bumping the generation: try
          * it a while before sleeping on it, which costs a wake-up of ~10 us */
@@ -93,9 +96,9 @@ static void *worker_main(void *v)
             for (int i = 0; i < LOCK_TRIES && !locked; i++)
                 if (!(locked = pthread_mutex_trylock(&p->lock) == 0)) _mm_pause();
         if (!locked) pthread_mutex_lock(&p->lock);
-        while (atomic_load(&p->generation) == seen && !p->stop)
+        while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop))
             pthread_cond_wait(&p->wake, &p->lock);
-        if (p->stop) {
+        if (atomic_load(&p->stop)) {
             pthread_mutex_unlock(&p->lock);
             return NULL;
         }
@@ -140,7 +143,7 @@ void cvy_pool_destroy(cvy_pool *p)
 {
     if (!p) return;
     pthread_mutex_lock(&p->lock);
-    p->stop = 1;
+    atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     for (int t = 1; t < p->threads; t++) pthread_join(p->tids[t], NULL);
@@ -153,6 +156,11 @@ void cvy_pool_destroy(cvy_pool *p)
 }
 
 int cvy_pool_threads(const cvy_pool *p) { return p->threads; }
+
+void cvy_pool_hold(cvy_pool *p, int on)
+{
+    if (p->threads > 1) atomic_fetch_add_explicit(&p->holds, on ? 1 : -1, memory_order_relaxed);
+}
 
 void cvy_pool_run(cvy_pool *p, int n, int max_threads, cvy_task_fn fn, void *arg)
 {
@@ -176,9 +184,10 @@ void cvy_pool_run(cvy_pool *p, int n, int max_threads, cvy_task_fn fn, void *arg
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->lock);
     run_tasks(p, gen, fn, arg, n, 0);
-    /* wait for tasks other workers claimed: spin briefly, then sleep */
+    /* wait for tasks other workers claimed: spin while held or briefly, then sleep */
     uint64_t until = now_ns() + SPIN_NS;
-    while (atomic_load_explicit(&p->done, memory_order_acquire) < n && now_ns() < until)
+    while (atomic_load_explicit(&p->done, memory_order_acquire) < n &&
+           (atomic_load_explicit(&p->holds, memory_order_relaxed) > 0 || now_ns() < until))
         _mm_pause();
     pthread_mutex_lock(&p->lock);
     while (atomic_load(&p->done) < n) pthread_cond_wait(&p->done_cv, &p->lock);

@@ -17,10 +17,11 @@ extern Suite *idx_suite(void);
 extern Suite *cli_suite(void);
 extern Suite *zoo_suite(void);
 extern Suite *fuzzregress_suite(void);
+extern Suite *pool_suite(void);
 
 static Suite *(*const SUITES[])(void) = {
     format_suite, kernels_suite, engine_suite, image_suite,       npy_suite,
-    idx_suite,    cli_suite,     zoo_suite,    fuzzregress_suite,
+    idx_suite,    cli_suite,     zoo_suite,    fuzzregress_suite, pool_suite,
 };
 
 int main(void)
