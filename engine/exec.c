@@ -539,6 +539,42 @@ static void run_step(cvy_context *c, const step *s, int img0, int n)
     cvy_pool_run(c->m->eng->pool, n * per, threads, fn, &j);
 }
 
+/* Two independent steps as one pool run: tasks [0, n0) are the first's, the rest the
+ * second's. */
+typedef struct pair_job {
+    job j[2];
+    cvy_task_fn fn[2];
+    int n0;
+} pair_job;
+
+static void pair_task(void *arg, int task, int thread)
+{
+    const pair_job *pj = arg;
+    if (task < pj->n0)
+        pj->fn[0]((void *)&pj->j[0], task, thread);
+    else
+        pj->fn[1]((void *)&pj->j[1], task - pj->n0, thread);
+}
+
+/* Steps a and b (a->with_next) for images [img0, img0 + n) in one pool run, the tasks of the
+ * one with more work per task first, so that the smaller ones even out the end. */
+static void run_pair(cvy_context *c, const step *a, const step *b, int img0, int n)
+{
+    int pa, pb;
+    cvy_task_fn fa = step_fn(a, &pa), fb = step_fn(b, &pb);
+    if (b->flops / pb > a->flops / pa) {
+        const step *t = a;
+        a = b, b = t;
+        cvy_task_fn ft = fa;
+        fa = fb, fb = ft;
+        int tp = pa;
+        pa = pb, pb = tp;
+    }
+    pair_job pj = {{{c, a, img0, n, NULL}, {c, b, img0, n, NULL}}, {fa, fb}, n * pa};
+    int threads = (a->flops + b->flops) * n < PARALLEL_MIN_FLOPS ? 1 : c->threads;
+    cvy_pool_run(c->m->eng->pool, n * (pa + pb), threads, pair_task, &pj);
+}
+
 /* One image through steps [0, split) on the calling worker, every task in turn. */
 static void image_chain_task(void *arg, int img, int thread)
 {
@@ -576,6 +612,12 @@ cvy_status cvy_context_run(cvy_context *c, int n, const float *input, float *out
     for (int i = 0; i < p->n_steps; i++) {
         int img0 = i < c->split ? whole : 0;
         if (img0 == n) continue;
+        /* a pair of independent steps in one run (profiling times them one by one) */
+        if (p->steps[i].with_next && !c->profiling && (i + 1 < c->split ? whole : 0) == img0) {
+            run_pair(c, &p->steps[i], &p->steps[i + 1], img0, n - img0);
+            i++;
+            continue;
+        }
         double t0 = c->profiling ? now_ms() : 0.0;
         run_step(c, &p->steps[i], img0, n - img0);
         if (c->profiling) c->layer_ms[i] = now_ms() - t0;

@@ -1368,6 +1368,50 @@ static cvy_status plan_arena(builder *b)
     return CVY_OK;
 }
 
+/* ---- independent steps -------------------------------------------------------------------- */
+
+/* Whether values a and b share arena floats (per image; the graph input and its views live in
+ * the caller's buffer, which no step writes). */
+static int overlap(const plan *p, int a, int b)
+{
+    const value *v = p->values;
+    if (v[a].root == p->input || v[b].root == p->input) return 0;
+    size_t alo = v[v[a].root].offset + v[a].view_off, blo = v[v[b].root].offset + v[b].view_off;
+    return alo < blo + v[b].size && blo < alo + v[a].size;
+}
+
+/* Whether step a writes anything step b reads or writes (a writes only its output: scratch
+ * is per thread, residuals in place are its output's storage). */
+static int clobbers(const plan *p, const step *a, const step *b)
+{
+    if (overlap(p, a->out, b->out) || (b->residual >= 0 && overlap(p, a->out, b->residual)))
+        return 1;
+    for (int k = 0; k < b->n_in; k++)
+        if (overlap(p, a->out, b->in[k])) return 1;
+    return 0;
+}
+
+static int pairable(const step *s)
+{
+    return s->kind == S_CONV_GEMM || s->kind == S_CONV_WINO || s->kind == S_CONV_DW ||
+           s->kind == S_MAXPOOL || s->kind == S_AVGPOOL;
+}
+
+/* Marks consecutive steps that may run at the same time, two by two: convs and pools neither
+ * of which writes what the other reads or writes, with the arena as placed (a value that dies
+ * at the first may share storage with one born at the second). SqueezeNet's expand 1x1 and
+ * 3x3 convs, ResNet's downsample and first 1x1 of a stage: exec.c runs each pair's tasks in
+ * one pool run, so the workers balance over both and meet once. */
+static void pair_steps(plan *p)
+{
+    for (int i = 0; i + 1 < p->n_steps; i++) {
+        step *a = &p->steps[i], *b = &p->steps[i + 1];
+        if (!pairable(a) || !pairable(b) || clobbers(p, a, b) || clobbers(p, b, a)) continue;
+        a->with_next = 1;
+        i++;
+    }
+}
+
 /* ---- driver ------------------------------------------------------------------------------- */
 
 static cvy_status plan_node(builder *b, int i)
@@ -1462,6 +1506,7 @@ cvy_status plan_build(const fmt_model *fm, const cvy_kernels *kern, int use_blas
     }
     if (s == CVY_OK) residuals_in_place(out);
     if (s == CVY_OK) s = plan_arena(&b);
+    if (s == CVY_OK) pair_steps(out);
     if (s == CVY_OK) {
         out->weights = cvy_alloc_aligned(b.nw * sizeof(float));
         if (!out->weights)

@@ -80,6 +80,8 @@ typedef struct step {
     int rows;       /* conv: output channels per task (a multiple of gemm_mr), 0 = all */
     int implicit;   /* conv over a zero-padded copy of the input, no im2col (stride 1 or 2) */
     int splits;     /* Winograd: output-channel parts per tile chunk (2 when <= 3 chunks) */
+    int with_next;  /* runs in one pool run with the next step, which is independent of it
+                     * (pair_steps in plan.c) */
     int hp, wp;     /* implicit: padded input size */
     int32_t *boff;  /* implicit: offset of each k row in the padded input (owned) */
     /* 1x1 conv: a batch-norm + activation of its input applied as the GEMM reads it (scale at

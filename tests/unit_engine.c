@@ -536,6 +536,62 @@ START_TEST(concat_matches_reference)
 }
 END_TEST
 
+/* Whether values a and b share floats of an image's arena (never for the graph input). */
+static int shares_arena(const plan *p, int a, int b)
+{
+    const value *v = p->values;
+    if (v[a].root == p->input || v[b].root == p->input) return 0;
+    size_t alo = v[v[a].root].offset + v[a].view_off, blo = v[v[b].root].offset + v[b].view_off;
+    return alo < blo + v[b].size && blo < alo + v[a].size;
+}
+
+static uint32_t build_fire_plain(fmt_model *m, int v) { return build_fire(m, v, 0); }
+
+/* Steps run two at a time (with_next) write nothing the other reads or writes, so any order
+ * of their tasks gives the reference's outputs; fire modules pair their expand convs. */
+START_TEST(paired_steps_are_independent)
+{
+    static const builder_fn builders[] = {build_fire_plain, build_net,  build_residual,
+                                          build_pointwise,  build_conv, build_strided};
+    int pairs = 0;
+    for (int b = 0; b < (int)(sizeof builders / sizeof builders[0]); b++)
+        for (int v = 0; v < 12; v++) {
+            if (b == 0) compare(build_fire_plain, v, 1 + v % 4, "fire");
+            fmt_model m;
+            tm_seed(1000 + (unsigned)v);
+            m.output = builders[b](&m, v);
+            plan p;
+            cvy_error err = {{0}};
+            ck_assert_int_eq(
+                plan_build(&m,
+                           cvy_cpu_has(CVY_ISA_AVX512) ? cvy_kernels_avx512() : cvy_kernels_avx2(),
+                           1, 1, &p, &err),
+                CVY_OK);
+            int fire_pairs = 0;
+            for (int i = 0; i < p.n_steps; i++) {
+                const step *x = &p.steps[i];
+                if (!x->with_next) continue;
+                ck_assert_int_lt(i + 1, p.n_steps);
+                const step *y = x + 1;
+                fire_pairs += b == 0;
+                pairs++;
+                for (int q = 0; q < 2; q++, x = y, y = &p.steps[i]) { /* both ways */
+                    ck_assert(!shares_arena(&p, x->out, y->out));
+                    if (y->residual >= 0) ck_assert(!shares_arena(&p, x->out, y->residual));
+                    for (int k = 0; k < y->n_in; k++)
+                        ck_assert_msg(!shares_arena(&p, x->out, y->in[k]),
+                                      "builder %d variant %d: step %d writes what %d reads", b, v,
+                                      (int)(x - p.steps), (int)(y - p.steps));
+                }
+            }
+            if (b == 0) ck_assert_msg(fire_pairs >= 1, "fire %d: expand convs not paired", v);
+            plan_free(&p);
+            fmt_model_clear(&m);
+        }
+    ck_assert_int_ge(pairs, 12);
+}
+END_TEST
+
 /* Concat parts written in place give the same outputs, bit for bit, as the copying concat,
  * on every engine and batch size, with one step fewer. */
 START_TEST(concat_in_place_matches_copy)
@@ -1149,6 +1205,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, concat_matches_reference);
     tcase_add_test(tc, pointwise_matches_reference);
     tcase_add_test(tc, concat_in_place_matches_copy);
+    tcase_add_test(tc, paired_steps_are_independent);
     tcase_add_test(tc, inverted_matches_reference);
     tcase_add_test(tc, banded_block_matches_layers);
     tcase_add_test(tc, preact_matches_reference);
