@@ -769,6 +769,39 @@ static cvy_status plan_conv(builder *b, int i)
 
 /* ---- pools, activations, elementwise ------------------------------------------------------- */
 
+/* Fuses max pool node i into the step before it when that is an implicit conv on an own GEMM
+ * (no residual, no row parts) whose output only the pool reads: each task then computes the
+ * conv rows that a band of pool rows needs into its scratch, where the pool reads them, and
+ * the conv's map (SqueezeNet's and ResNet's stems: 3.2 MB) is never written to memory and
+ * read back. Bands of conv rows overlap by the pool's window less its stride (one row of a
+ * 3x3 stride-2 pool), so bands are as tall as POOL_ROWS_FLOATS allows, in two at least.
+ * Returns 1 if fused. */
+static int fuse_pool(builder *b, int i, const conv_geom *g)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    if (b->p->n_steps == 0) return 0;
+    step *st = &b->p->steps[b->p->n_steps - 1];
+    if (st->kind != S_CONV_GEMM || !st->implicit || !st->gemm || st->residual >= 0 || st->rows ||
+        st->g.group != 1 || st->out != (int)n->in[0] || sole_consumer(b, n->in[0]) != i ||
+        g->dh != 1 || g->dw != 1 || g->sh > g->kh)
+        return 0;
+    size_t row = (size_t)st->g.c_out * st->g.w_out; /* floats per conv row, all channels */
+    int conv_rows = (int)(POOL_ROWS_FLOATS / row), prow = (conv_rows - g->kh) / g->sh + 1;
+    if (prow < 2) return 0;
+    if (prow > (g->h_out + 1) / 2) prow = (g->h_out + 1) / 2; /* two tasks at least */
+    st->pooled = 1;
+    st->pool = *g;
+    st->chunk = prow;
+    st->tasks = (g->h_out + prow - 1) / prow;
+    st->pool_off = cvy_round_up(st->scratch, 16);
+    st->scratch = st->pool_off + cvy_round_up((size_t)((prow - 1) * g->sh + g->kh) * row, 16) +
+                  (size_t)g->c_out * prow * g->w_out; /* conv rows, then the band's pool rows */
+    st->flops += (double)g->c_out * g->h_out * g->w_out * g->kh * g->kw;
+    op_append(st, OP_MAXPOOL);
+    st->out = (int)n->out;
+    return 1;
+}
+
 static cvy_status plan_pool(builder *b, int i)
 {
     const fmt_node *n = &b->fm->nodes[i];
@@ -782,11 +815,15 @@ static cvy_status plan_pool(builder *b, int i)
         return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "dilation is not supported for AveragePool");
     int cp = n->ia[A_COUNT_PAD];
     if (cp != 0 && cp != 1) return NODE_FAIL(b, i, CVY_ERR_UNSUPPORTED, "count_include_pad %d", cp);
+    int dims[3] = {g.c_out, g.h_out, g.w_out};
+    if (!avg && fuse_pool(b, i, &g)) {
+        set_shape(val(b, n->out), 3, dims);
+        return CVY_OK;
+    }
     step *st = new_step(b, i, avg ? S_AVGPOOL : S_MAXPOOL, "direct");
     if (!st) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
     st->g = g;
     st->count_pad = cp;
-    int dims[3] = {g.c_out, g.h_out, g.w_out};
     set_shape(val(b, n->out), 3, dims);
     st->flops = (double)g.c_out * g.h_out * g.w_out * g.kh * g.kw;
     channel_blocks(st, g.c_out);

@@ -82,8 +82,14 @@ typedef struct step {
     int splits;     /* Winograd: output-channel parts per tile chunk (2 when <= 3 chunks) */
     int with_next;  /* runs in one pool run with the next step, which is independent of it
                      * (pair_steps in plan.c) */
-    int hp, wp;     /* implicit: padded input size */
-    int32_t *boff;  /* implicit: offset of each k row in the padded input (owned) */
+    /* implicit conv with the max pool after it fused (fuse_pool in plan.c): pool is its
+     * geometry, chunk pool output rows per task, out the pool's output; each task's conv
+     * rows go to its scratch at pool_off */
+    int pooled;
+    conv_geom pool;
+    size_t pool_off;
+    int hp, wp;    /* implicit: padded input size */
+    int32_t *boff; /* implicit: offset of each k row in the padded input (owned) */
     /* 1x1 conv: a batch-norm + activation of its input applied as the GEMM reads it (scale at
      * pre_w, shift at pre_b, SIZE_MAX: none) */
     size_t pre_w, pre_b;
@@ -126,6 +132,7 @@ void plan_free(plan *p);
 #define FEW_LONG_K            256
 #define BAND_FLOATS           (192 * 1024) /* depthwise bands: at most 768 KiB of rows per thread ... */
 #define BAND_MIN_ROWS         4            /* ... of at least this many depthwise output rows */
+#define POOL_ROWS_FLOATS      (128 * 1024) /* conv + pool: conv rows a task keeps in scratch */
 #define PASS_PART_FLOPS       2e6 /* 1x1 row parts of one GEMM pass: at least this much work each */
 
 #endif

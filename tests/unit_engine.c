@@ -152,6 +152,27 @@ static uint32_t build_pool(fmt_model *m, int v)
     return tm_node(m, v % 2 ? OP_AVGPOOL : OP_MAXPOOL, 1, &x, ia, NULL, "pool");
 }
 
+/* A conv (3x3, 5x5 or 7x7, stride 1 or 2, padded or not) with bias and relu, then a max pool
+ * of stride 2 over 2 or 3 rows (padded or not, ceil_mode or not): the planner fuses the pool
+ * into the conv on the own GEMM (v % 4 == 3: 16-40 rows and 48+ channels, so several bands
+ * with rows shared between them), which must not change a bit. */
+static uint32_t build_conv_pool(fmt_model *m, int v)
+{
+    int tall = v % 4 == 3, cin = tm_randint(1, 8),
+        cout = tall ? tm_randint(48, 64) : tm_randint(1, 20);
+    int h = tall ? tm_randint(24, 40) : tm_randint(16, 24), w = tm_randint(16, 40);
+    uint32_t x = tm_begin(m, cin, h, w);
+    int k = 3 + 2 * (v % 3), s = 1 + (v / 3) % 2, p = v % 5 == 0 ? 0 : k / 2;
+    int32_t ck[16] = {k, k, s, s, p, p, p, p, 1, 1, 1};
+    int wd[4] = {cout, cin, k, k}, bd[1] = {cout};
+    uint32_t a[3] = {x, tm_weight(m, 4, wd, 0.3f), tm_weight(m, 1, bd, 0.5f)};
+    uint32_t y = tm_node(m, OP_CONV, 3, a, ck, NULL, "conv");
+    y = tm_node(m, OP_RELU, 1, &y, NULL, NULL, "relu");
+    int pk = 2 + v % 2, pp = (v / 2) % 2 && pk == 3;
+    int32_t pool[16] = {pk, pk, 2, 2, pp, pp, pp, pp, 1, 1, 0, (v / 4) % 2};
+    return tm_node(m, OP_MAXPOOL, 1, &y, pool, NULL, "pool");
+}
+
 /* GlobalAveragePool -> Flatten -> Gemm (both transB) -> act -> Softmax. */
 static uint32_t build_head(fmt_model *m, int v)
 {
@@ -492,6 +513,23 @@ END_TEST
 START_TEST(pools_match_reference)
 {
     for (int v = 0; v < 60; v++) compare(build_pool, v, 1 + v % 16, "pool");
+}
+END_TEST
+
+START_TEST(conv_pool_matches_reference)
+{
+    int fused = 0;
+    for (int v = 0; v < 40; v++) {
+        compare(build_conv_pool, v, v % 5 == 0 ? 3 : 1, "conv+pool");
+        fmt_model m;
+        tm_seed(1000 + (unsigned)v);
+        cvy_model *model = tm_load(eng_opt, &m, build_conv_pool(&m, v));
+        cvy_layer_info li;
+        ck_assert_int_eq(cvy_model_layer(model, 0, &li), CVY_OK);
+        fused += cvy_model_layer_count(model) == 1 && strcmp(li.op, "Conv+Relu+MaxPool") == 0;
+        cvy_model_free(model);
+    }
+    if (cvy_cpu_has(CVY_ISA_AVX512)) ck_assert_int_ge(fused, 30);
 }
 END_TEST
 
@@ -1200,6 +1238,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, strided_matches_reference);
     tcase_add_test(tc, winograd_error_is_bounded);
     tcase_add_test(tc, pools_match_reference);
+    tcase_add_test(tc, conv_pool_matches_reference);
     tcase_add_test(tc, head_matches_reference);
     tcase_add_test(tc, binary_matches_reference);
     tcase_add_test(tc, concat_matches_reference);
