@@ -262,16 +262,18 @@ static void conv_gemm_task(void *arg, int task, int thread)
             pad_input(kern, x, scratch, s, g->c_in, 0, g->h_out);
             bs = (gemm_b){.b = scratch, .off = s->boff, .period = s->wp, .valid = g->w_out};
             n = g->h_out * s->wp;
-        } else if (s->scratch) { /* the whole im2col panel */
+        } else if (s->scratch && !s->gap) { /* the whole im2col panel */
             kern->im2col(x, scratch, g, g->c_in, 0, cols);
             bs.b = scratch;
         }
-        float *y = j->c->ptr[s->out] + img * istride(j, s->out) + (size_t)m0 * cols;
+        float *y = j->c->ptr[s->out] + img * istride(j, s->out) + (size_t)m0 * (s->gap ? 1 : cols);
         const float *res = s->residual < 0 ? NULL
                                            : j->c->ptr[s->residual] +
                                                  img * istride(j, s->residual) + (size_t)m0 * cols;
-        s->gemm->run(W(j, s->w_off) + (size_t)m0 * k, m1 - m0, k, &bs, 0, n, y, (size_t)cols,
+        float *c = s->gap ? scratch : y; /* fused pool: the rows in scratch, their means to y */
+        s->gemm->run(W(j, s->w_off) + (size_t)m0 * k, m1 - m0, k, &bs, 0, n, c, (size_t)cols,
                      W(j, s->b_off) + m0, res, (size_t)cols, &s->act);
+        if (s->gap) kern->gap(scratch, y, m1 - m0, cols);
         return;
     }
     int grp = r / nchunks, chunk = r % nchunks;

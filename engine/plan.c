@@ -830,12 +830,37 @@ static cvy_status plan_pool(builder *b, int i)
     return CVY_OK;
 }
 
+/* Fuses global average pool node i into the step before it when that is a 1x1 conv split
+ * into row parts (whole rows per task) whose output only the pool reads: each task keeps
+ * its rows in scratch and writes their means, so the map (SqueezeNet's classifier: 676 KB)
+ * is never written out and the pool is no step of its own, on one thread. Same kernel for
+ * the means, same bits. Returns 1 if fused. */
+static int fuse_gap(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    if (b->p->n_steps == 0) return 0;
+    step *st = &b->p->steps[b->p->n_steps - 1];
+    if (st->kind != S_CONV_GEMM || !st->rows || st->implicit || st->scratch ||
+        st->pre_w != SIZE_MAX || st->out != (int)n->in[0] || sole_consumer(b, n->in[0]) != i)
+        return 0;
+    st->gap = 1;
+    st->scratch = (size_t)st->rows * st->g.h_out * st->g.w_out;
+    st->flops += (double)st->g.c_out * st->g.h_out * st->g.w_out;
+    op_append(st, OP_GLOBALAVGPOOL);
+    st->out = (int)n->out;
+    return 1;
+}
+
 static cvy_status plan_gap(builder *b, int i)
 {
     const fmt_node *n = &b->fm->nodes[i];
     value *x = val(b, n->in[0]);
     if (x->ndim != 3 || n->n_in != 1)
         return NODE_FAIL(b, i, CVY_ERR_SHAPE, "takes one input of dims (C, H, W)");
+    if (fuse_gap(b, i)) {
+        set_shape(val(b, n->out), 3, (int[3]){x->dims[0], 1, 1});
+        return CVY_OK;
+    }
     step *st = new_step(b, i, S_GAP, "direct");
     if (!st) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
     int dims[3] = {x->dims[0], 1, 1};

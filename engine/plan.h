@@ -88,6 +88,9 @@ typedef struct step {
     int pooled;
     conv_geom pool;
     size_t pool_off;
+    /* 1x1 conv in row parts with the global average pool after it fused (fuse_gap): each
+     * task's rows go to its scratch, their means to out, the pool's output */
+    int gap;
     int hp, wp;    /* implicit: padded input size */
     int32_t *boff; /* implicit: offset of each k row in the padded input (owned) */
     /* 1x1 conv: a batch-norm + activation of its input applied as the GEMM reads it (scale at

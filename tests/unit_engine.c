@@ -660,6 +660,47 @@ START_TEST(concat_in_place_matches_copy)
 }
 END_TEST
 
+/* A wide 1x1 conv with relu (or relu6 and a residual) on a small map, then a global average
+ * pool, which the planner fuses into the conv when its rows are split: row parts of one
+ * GEMM pass (v % 5 == 4: 450+ inputs, 1000 channels) or halves of several passes. */
+static uint32_t build_conv_gap(fmt_model *m, int v)
+{
+    static const int couts[] = {64, 100, 300, 640, 1000};
+    int big = v % 5 == 4, cin = big ? tm_randint(450, 520) : tm_randint(1, 40);
+    int h = tm_randint(big ? 7 : 1, 9), w = tm_randint(big ? 7 : 1, 9), cout = couts[v % 5];
+    uint32_t x = tm_begin(m, cin, h, w);
+    int32_t k1[16] = {1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1};
+    int wd[4] = {cout, cin, 1, 1}, bd[1] = {cout};
+    uint32_t a[3] = {x, tm_weight(m, 4, wd, 0.3f), tm_weight(m, 1, bd, 0.5f)};
+    uint32_t y = tm_node(m, OP_CONV, 3, a, k1, NULL, "conv");
+    if (v % 2) {
+        uint32_t r[2] = {x, tm_weight(m, 4, wd, 0.3f)};
+        uint32_t add[2] = {tm_node(m, OP_CONV, 2, r, k1, NULL, "res"), y};
+        y = tm_node(m, OP_ADD, 2, add, NULL, NULL, "add");
+        y = tm_node(m, OP_CLIP, 1, &y, NULL, (float[8]){0.0f, 6.0f}, "relu6");
+    } else
+        y = tm_node(m, OP_RELU, 1, &y, NULL, NULL, "relu");
+    return tm_node(m, OP_GLOBALAVGPOOL, 1, &y, NULL, NULL, "gap");
+}
+
+START_TEST(conv_gap_matches_reference)
+{
+    int fused = 0;
+    for (int v = 0; v < 20; v++) {
+        compare(build_conv_gap, v, 1 + v % 3, "conv+gap");
+        fmt_model m;
+        tm_seed(1000 + (unsigned)v);
+        cvy_model *model = tm_load(eng_opt, &m, build_conv_gap(&m, v));
+        int n = cvy_model_layer_count(model);
+        cvy_layer_info li;
+        ck_assert_int_eq(cvy_model_layer(model, n - 1, &li), CVY_OK);
+        fused += strstr(li.op, "+GlobalAveragePool") != NULL;
+        cvy_model_free(model);
+    }
+    if (cvy_cpu_has(CVY_ISA_AVX512)) ck_assert_int_ge(fused, 8);
+}
+END_TEST
+
 /* ... and their row parts where they have more than twice as many output channels as
  * pixels: on the few-column GEMM (AVX-512) two halves, or with 384+ output channels and
  * PASS_PART_FLOPS per pass one task per pass of its rows, the last part short when the pass
@@ -1239,6 +1280,7 @@ Suite *engine_suite(void)
     tcase_add_test(tc, winograd_error_is_bounded);
     tcase_add_test(tc, pools_match_reference);
     tcase_add_test(tc, conv_pool_matches_reference);
+    tcase_add_test(tc, conv_gap_matches_reference);
     tcase_add_test(tc, head_matches_reference);
     tcase_add_test(tc, binary_matches_reference);
     tcase_add_test(tc, concat_matches_reference);
