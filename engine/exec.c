@@ -262,7 +262,7 @@ static void conv_gemm_task(void *arg, int task, int thread)
             pad_input(kern, x, scratch, s, g->c_in, 0, g->h_out);
             bs = (gemm_b){.b = scratch, .off = s->boff, .period = s->wp, .valid = g->w_out};
             n = g->h_out * s->wp;
-        } else if (s->scratch && !s->gap) { /* the whole im2col panel */
+        } else if (s->im2col) { /* the whole im2col panel */
             kern->im2col(x, scratch, g, g->c_in, 0, cols);
             bs.b = scratch;
         }
@@ -306,7 +306,7 @@ static void conv_gemm_task(void *arg, int task, int thread)
     int j0 = c0;
     float *yc = y;
     const float *rc = res;
-    if (s->scratch != 0) { /* im2col panel of this chunk: its column 0 is output c0 */
+    if (s->im2col) { /* im2col panel of this chunk: its column 0 is output c0 */
         kern->im2col(x, scratch, g, cin_g, c0, c1);
         bs = (gemm_b){.b = scratch, .ldb = (size_t)(c1 - c0)};
         j0 = 0;
@@ -601,19 +601,14 @@ static void pair_task(void *arg, int task, int thread)
  * one with more work per task first, so that the smaller ones even out the end. */
 static void run_pair(cvy_context *c, const step *a, const step *b, int img0, int n)
 {
-    int pa, pb;
-    cvy_task_fn fa = step_fn(a, &pa), fb = step_fn(b, &pb);
-    if (b->flops / pb > a->flops / pa) {
-        const step *t = a;
-        a = b, b = t;
-        cvy_task_fn ft = fa;
-        fa = fb, fb = ft;
-        int tp = pa;
-        pa = pb, pb = tp;
-    }
-    pair_job pj = {{{c, a, img0, n, NULL}, {c, b, img0, n, NULL}}, {fa, fb}, n * pa};
+    const step *s[2] = {a, b};
+    int per[2];
+    cvy_task_fn fn[2] = {step_fn(a, &per[0]), step_fn(b, &per[1])};
+    int f = b->flops / per[1] > a->flops / per[0]; /* the one run first */
+    pair_job pj = {
+        {{c, s[f], img0, n, NULL}, {c, s[!f], img0, n, NULL}}, {fn[f], fn[!f]}, n * per[f]};
     int threads = (a->flops + b->flops) * n < PARALLEL_MIN_FLOPS ? 1 : c->threads;
-    cvy_pool_run(c->m->eng->pool, n * (pa + pb), threads, pair_task, &pj);
+    cvy_pool_run(c->m->eng->pool, n * (per[0] + per[1]), threads, pair_task, &pj);
 }
 
 /* One image through steps [0, split) on the calling worker, every task in turn. */

@@ -408,7 +408,7 @@ static void replace_last_two(plan *p, step *f, const step *first, const step *se
 static void fuse_prologue(builder *b, step *st)
 {
     plan *p = b->p;
-    if (p->n_steps < 2 || !st->gemm || !st->gemm->prologue || st->implicit || st->scratch ||
+    if (p->n_steps < 2 || !st->gemm || !st->gemm->prologue || st->implicit || st->im2col ||
         st->g.kh != 1 || st->g.kw != 1 || st->g.sh != 1 || st->g.sw != 1 || st->g.group != 1)
         return;
     step *a = &p->steps[p->n_steps - 2];
@@ -697,6 +697,7 @@ static cvy_status plan_conv(builder *b, int i)
         st->chunk = (int)chunk;
         st->tasks = g.group * (int)((cols + chunk - 1) / chunk);
         st->scratch = pointwise ? 0 : k * chunk;
+        st->im2col = !pointwise && !implicit;
         if (implicit) { /* row chunks fixed per layer: at least two when there are two rows */
             int cin_g = g.c_in / g.group;
             /* stride 2: per channel ny x nx phase planes of hp rows */
@@ -751,7 +752,7 @@ static cvy_status plan_conv(builder *b, int i)
                 st->rows = gk->pass_rows;
             st->chunk = (int)cols;
             st->tasks = (g.c_out + st->rows - 1) / st->rows;
-            if (!pointwise && !implicit) st->scratch = k * cols;
+            if (st->im2col) st->scratch = k * cols;
         }
         if (pointwise) {
             fuse_prologue(b, st); /* may merge st into the step before */
@@ -769,6 +770,16 @@ static cvy_status plan_conv(builder *b, int i)
 
 /* ---- pools, activations, elementwise ------------------------------------------------------- */
 
+/* The step just planned when node i's input is its output and node i its only reader (a
+ * step node i may run inside), else NULL. */
+static step *feeding_step(builder *b, int i)
+{
+    const fmt_node *n = &b->fm->nodes[i];
+    if (b->p->n_steps == 0) return NULL;
+    step *st = &b->p->steps[b->p->n_steps - 1];
+    return st->out == (int)n->in[0] && sole_consumer(b, n->in[0]) == i ? st : NULL;
+}
+
 /* Fuses max pool node i into the step before it when that is an implicit conv on an own GEMM
  * (no residual, no row parts) whose output only the pool reads: each task then computes the
  * conv rows that a band of pool rows needs into its scratch, where the pool reads them, and
@@ -778,12 +789,9 @@ static cvy_status plan_conv(builder *b, int i)
  * Returns 1 if fused. */
 static int fuse_pool(builder *b, int i, const conv_geom *g)
 {
-    const fmt_node *n = &b->fm->nodes[i];
-    if (b->p->n_steps == 0) return 0;
-    step *st = &b->p->steps[b->p->n_steps - 1];
-    if (st->kind != S_CONV_GEMM || !st->implicit || !st->gemm || st->residual >= 0 || st->rows ||
-        st->g.group != 1 || st->out != (int)n->in[0] || sole_consumer(b, n->in[0]) != i ||
-        g->dh != 1 || g->dw != 1 || g->sh > g->kh)
+    step *st = feeding_step(b, i);
+    if (!st || st->kind != S_CONV_GEMM || !st->implicit || !st->gemm || st->residual >= 0 ||
+        st->rows || st->g.group != 1 || g->dh != 1 || g->dw != 1 || g->sh > g->kh)
         return 0;
     size_t row = (size_t)st->g.c_out * st->g.w_out; /* floats per conv row, all channels */
     int conv_rows = (int)(POOL_ROWS_FLOATS / row), prow = (conv_rows - g->kh) / g->sh + 1;
@@ -798,7 +806,7 @@ static int fuse_pool(builder *b, int i, const conv_geom *g)
                   (size_t)g->c_out * prow * g->w_out; /* conv rows, then the band's pool rows */
     st->flops += (double)g->c_out * g->h_out * g->w_out * g->kh * g->kw;
     op_append(st, OP_MAXPOOL);
-    st->out = (int)n->out;
+    st->out = (int)b->fm->nodes[i].out;
     return 1;
 }
 
@@ -837,17 +845,15 @@ static cvy_status plan_pool(builder *b, int i)
  * the means, same bits. Returns 1 if fused. */
 static int fuse_gap(builder *b, int i)
 {
-    const fmt_node *n = &b->fm->nodes[i];
-    if (b->p->n_steps == 0) return 0;
-    step *st = &b->p->steps[b->p->n_steps - 1];
-    if (st->kind != S_CONV_GEMM || !st->rows || st->implicit || st->scratch ||
-        st->pre_w != SIZE_MAX || st->out != (int)n->in[0] || sole_consumer(b, n->in[0]) != i)
+    step *st = feeding_step(b, i);
+    if (!st || st->kind != S_CONV_GEMM || !st->rows || st->implicit || st->im2col ||
+        st->pre_w != SIZE_MAX)
         return 0;
     st->gap = 1;
     st->scratch = (size_t)st->rows * st->g.h_out * st->g.w_out;
     st->flops += (double)st->g.c_out * st->g.h_out * st->g.w_out;
     op_append(st, OP_GLOBALAVGPOOL);
-    st->out = (int)n->out;
+    st->out = (int)b->fm->nodes[i].out;
     return 1;
 }
 
@@ -857,13 +863,13 @@ static cvy_status plan_gap(builder *b, int i)
     value *x = val(b, n->in[0]);
     if (x->ndim != 3 || n->n_in != 1)
         return NODE_FAIL(b, i, CVY_ERR_SHAPE, "takes one input of dims (C, H, W)");
+    int dims[3] = {x->dims[0], 1, 1};
     if (fuse_gap(b, i)) {
-        set_shape(val(b, n->out), 3, (int[3]){x->dims[0], 1, 1});
+        set_shape(val(b, n->out), 3, dims);
         return CVY_OK;
     }
     step *st = new_step(b, i, S_GAP, "direct");
     if (!st) return cvy_fail(b->err, CVY_ERR_NOMEM, "out of memory");
-    int dims[3] = {x->dims[0], 1, 1};
     set_shape(val(b, n->out), 3, dims);
     st->flops = (double)x->size;
     st->tasks = 1;

@@ -79,6 +79,7 @@ typedef struct step {
                      * depthwise and pools: channels per task */
     int rows;       /* conv: output channels per task (a multiple of gemm_mr), 0 = all */
     int implicit;   /* conv over a zero-padded copy of the input, no im2col (stride 1 or 2) */
+    int im2col;     /* conv: B is an im2col panel in scratch (neither a 1x1 nor implicit) */
     int splits;     /* Winograd: output-channel parts per tile chunk (2 when <= 3 chunks) */
     int with_next;  /* runs in one pool run with the next step, which is independent of it
                      * (pair_steps in plan.c) */
