@@ -19,7 +19,8 @@ export OPENBLAS_CORETYPE ?= Haswell
 PKG_CFLAGS = $(shell pkg-config --cflags openblas stb jansson libmicrohttpd libprotobuf-c zlib 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs openblas jansson zlib 2>/dev/null) -lstb -lpthread -lm
 
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -fno-omit-frame-pointer \
+# Recursive (=), not :=: pkg-config must run after `deps` has installed the packages.
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -fno-omit-frame-pointer \
 	-ffp-contract=off -MMD -MP -Iinclude -Iengine $(PKG_CFLAGS)
 ifneq ($(SAN),)
 BASE_CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -57,7 +58,7 @@ all: $(LIB) $(CLI)
 DEB_BUILD := build-essential pkg-config libopenblas-dev libjansson-dev libmicrohttpd-dev \
 	libstb-dev libprotobuf-c-dev protobuf-c-compiler libonnx-dev libsystemd-dev zlib1g-dev
 DEB_TEST := check libsubunit-dev libcurl4-openssl-dev dataset-fashion-mnist libonnx-testdata \
-	chromium python3-yaml
+	chromium python3-yaml python3-numpy
 DEB_TOOLS := python3-torch python3-torchvision python3-numpy python3-onnx
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEPS_STAMP := $(BUILD)/.deps-$(shell echo $(DEB_BUILD) $(DEB_TEST) | md5sum | cut -c1-8)
