@@ -328,7 +328,7 @@ static void conv_gemm_task(void *arg, int task, int thread)
 
 /* One (image, chunk of tiles, output-channel part) of a Winograd conv: input transform of
  * the chunk's tiles for every input channel, 36 GEMMs, output transform with bias, residual
- * and activation. Scratch: V (36 x C_in x WINO_CHUNK), then M (36 x part x WINO_CHUNK). */
+ * and activation. Scratch: V (36 x C_in x chunk), then M (36 x part x chunk). */
 static void wino_task(void *arg, int task, int thread)
 {
     const job *j = arg;
@@ -338,7 +338,7 @@ static void wino_task(void *arg, int task, int thread)
     int img = j->img0 + task / s->tasks, r = task % s->tasks, chunk = r / s->splits,
         part = r % s->splits;
     int tw = (g->w_out + 3) / 4, tiles = ((g->h_out + 3) / 4) * tw;
-    int t0 = chunk * WINO_CHUNK, t1 = t0 + WINO_CHUNK < tiles ? t0 + WINO_CHUNK : tiles;
+    int ld = s->chunk, t0 = chunk * ld, t1 = t0 + ld < tiles ? t0 + ld : tiles;
     int nt = t1 - t0, cin = g->c_in, cout = g->c_out, mr = s->gemm->mr;
     /* output channels [o0, o1): parts start on a packed panel boundary */
     int ocs = (cout + s->splits - 1) / s->splits;
@@ -349,17 +349,17 @@ static void wino_task(void *arg, int task, int thread)
     const float *res =
         s->residual >= 0 ? j->c->ptr[s->residual] + img * istride(j, s->residual) : NULL;
     float *v = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
-    float *mm = v + (size_t)WINO_POS * cin * WINO_CHUNK;
-    kern->wino_input(x, cin, g->h_in, g->w_in, g->pt, g->pl, tw, t0, t1, v, WINO_CHUNK);
+    float *mm = v + (size_t)WINO_POS * cin * ld;
+    kern->wino_input(x, cin, g->h_in, g->w_in, g->pt, g->pl, tw, t0, t1, v, (size_t)ld);
     size_t per = s->gemm->packed_size(cout, cin);
     const float *u = W(j, s->w_off) + (size_t)(o0 / mr) * mr * cin;
     act_params none = {ACT_NONE, 0, 0};
     for (int q = 0; q < WINO_POS; q++) {
-        gemm_b bs = {.b = v + (size_t)q * cin * WINO_CHUNK, .ldb = WINO_CHUNK};
-        s->gemm->run(u + (size_t)q * per, o1 - o0, cin, &bs, 0, nt,
-                     mm + (size_t)q * ocs * WINO_CHUNK, WINO_CHUNK, NULL, NULL, 0, &none);
+        gemm_b bs = {.b = v + (size_t)q * cin * ld, .ldb = (size_t)ld};
+        s->gemm->run(u + (size_t)q * per, o1 - o0, cin, &bs, 0, nt, mm + (size_t)q * ocs * ld,
+                     (size_t)ld, NULL, NULL, 0, &none);
     }
-    kern->wino_output(mm, (size_t)ocs, WINO_CHUNK, o0, o1, t0, t1, tw, g->h_out, g->w_out,
+    kern->wino_output(mm, (size_t)ocs, (size_t)ld, o0, o1, t0, t1, tw, g->h_out, g->w_out,
                       W(j, s->b_off), res, y, &s->act);
 }
 

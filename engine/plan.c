@@ -683,15 +683,18 @@ static cvy_status plan_conv(builder *b, int i)
     st->params = nw + (n->n_in == 3 ? (size_t)g.c_out : 0);
     st->flops = 2.0 * (double)nw * (double)cols;
     if (wino) {
-        /* chunks of WINO_CHUNK tiles; a single chunk is split by output channels instead */
+        /* chunks of WINO_CHUNK tiles, or of half as many where a task's data would outgrow
+         * L2; a single chunk is split by output channels instead */
         int tiles = ((g.h_out + 3) / 4) * ((g.w_out + 3) / 4);
-        int chunks = (tiles + WINO_CHUNK - 1) / WINO_CHUNK;
+        size_t task = (size_t)WINO_POS * ((size_t)g.c_in + (size_t)g.c_out) * WINO_CHUNK;
+        st->chunk = task <= WINO_TASK_FLOATS ? WINO_CHUNK : WINO_CHUNK / 2;
+        int chunks = (tiles + st->chunk - 1) / st->chunk;
         st->splits = chunks <= 3 && g.c_out >= 32 ? 2 : 1; /* few chunks: balance by channels */
         st->tasks = chunks * st->splits;
         size_t mr = (size_t)gk->mr;
         size_t ocs = ((size_t)g.c_out + st->splits - 1) / (size_t)st->splits;
         ocs = (ocs + mr - 1) / mr * mr; /* parts start on packed panel boundaries */
-        st->scratch = (size_t)WINO_POS * WINO_CHUNK * ((size_t)g.c_in + ocs);
+        st->scratch = (size_t)WINO_POS * (size_t)st->chunk * ((size_t)g.c_in + ocs);
     } else if (kind == S_CONV_GEMM) {
         size_t chunk = conv_chunk(cols, k, few ? 8 : 16);
         st->chunk = (int)chunk;

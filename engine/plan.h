@@ -75,8 +75,8 @@ typedef struct step {
     double flops;
     size_t scratch; /* floats of per-thread scratch this step needs */
     int tasks;      /* parallel tasks per image (conv column chunks / channel blocks) */
-    int chunk;      /* conv: output columns per task (implicit: output rows per task);
-                     * depthwise and pools: channels per task */
+    int chunk;      /* conv: output columns per task (implicit: output rows per task;
+                     * Winograd: tiles per task); depthwise and pools: channels per task */
     int rows;       /* conv: output channels per task (a multiple of gemm_mr), 0 = all */
     int implicit;   /* conv over a zero-padded copy of the input, no im2col (stride 1 or 2) */
     int im2col;     /* conv: B is an im2col panel in scratch (neither a 1x1 nor implicit) */
