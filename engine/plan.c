@@ -683,11 +683,14 @@ static cvy_status plan_conv(builder *b, int i)
     st->params = nw + (n->n_in == 3 ? (size_t)g.c_out : 0);
     st->flops = 2.0 * (double)nw * (double)cols;
     if (wino) {
-        /* chunks of WINO_CHUNK tiles, or of half as many where a task's data would outgrow
-         * L2; a single chunk is split by output channels instead */
+        /* chunks of WINO_CHUNK tiles; a map of two or three (split by output channels, each
+         * part repeating the input transform) takes chunks of half as many instead where
+         * only those keep a task's data in L2; a single chunk is split by channels */
         int tiles = ((g.h_out + 3) / 4) * ((g.w_out + 3) / 4);
         size_t task = (size_t)WINO_POS * ((size_t)g.c_in + (size_t)g.c_out) * WINO_CHUNK;
-        st->chunk = task <= WINO_TASK_FLOATS ? WINO_CHUNK : WINO_CHUNK / 2;
+        int half = tiles > WINO_CHUNK && tiles <= 3 * WINO_CHUNK && task > WINO_TASK_FLOATS &&
+                   task / 2 <= WINO_TASK_FLOATS;
+        st->chunk = half ? WINO_CHUNK / 2 : WINO_CHUNK;
         int chunks = (tiles + st->chunk - 1) / st->chunk;
         st->splits = chunks <= 3 && g.c_out >= 32 ? 2 : 1; /* few chunks: balance by channels */
         st->tasks = chunks * st->splits;
