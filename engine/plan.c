@@ -735,10 +735,10 @@ static cvy_status plan_conv(builder *b, int i)
          * all weights for part of the columns. Two halves where every task packs the whole
          * input, so more parts cost more than they balance. A 1x1 whose GEMM reads B in
          * place (the few-column one) packs nothing: with enough rows it takes one task per
-         * pass of that GEMM's rows, claimed as workers come free, because this VM's two
-         * cores run apart for seconds at a time (an FMA loop pinned to each: 60-128 against
-         * 168-172 GFLOP/s within a minute, no steal time) and two equal halves leave the
-         * faster one waiting (SqueezeNet's classifier alone on two threads: 0.93 of the
+         * pass of that GEMM's rows, claimed as workers come free, because the previous VM's
+         * two cores ran apart for seconds at a time (an FMA loop pinned to each: 60-128
+         * against 168-172 GFLOP/s within a minute, no steal time) and two equal halves left
+         * the faster one waiting (SqueezeNet's classifier alone on two threads: 0.93 of the
          * halves' median time; ResNet-50's 1x1s on 7x7 and 14x14 maps 0.92-0.96). A 1x1 on
          * the few-column GEMM keeps its column halves up to twice as many output channels
          * as columns: each task then reads half of the input (written by both cores) and
