@@ -683,9 +683,10 @@ static cvy_status plan_conv(builder *b, int i)
     st->params = nw + (n->n_in == 3 ? (size_t)g.c_out : 0);
     st->flops = 2.0 * (double)nw * (double)cols;
     if (wino) {
-        /* chunks of WINO_CHUNK tiles; a map of two or three (split by output channels, each
-         * part repeating the input transform) takes chunks of half as many instead where
-         * only those keep a task's data in L2; a single chunk is split by channels */
+        /* chunks of WINO_CHUNK tiles; a map of two or three takes chunks of half as many
+         * instead where only those keep a task's data in L2 (from four chunks on, no part
+         * is split by output channels and repeats the input transform); up to three chunks
+         * are split by channels */
         int tiles = ((g.h_out + 3) / 4) * ((g.w_out + 3) / 4);
         size_t task = (size_t)WINO_POS * ((size_t)g.c_in + (size_t)g.c_out) * WINO_CHUNK;
         int half = tiles > WINO_CHUNK && tiles <= 3 * WINO_CHUNK && task > WINO_TASK_FLOATS &&

@@ -14,9 +14,10 @@
 #define WINO_CHUNK 32 /* tiles per GEMM call (columns of the 36 GEMMs), at most */
 /* A task's transformed input and products (WINO_POS x (C_in + C_out) floats per tile): a map
  * of 33-96 tiles (28x28) where WINO_CHUNK tiles take more than this many floats and half as
- * many do not runs 16 tiles per task (640 KB stays in a 1 MB L2, and the map needs no channel
- * split: ResNet's 28x28 128 -> 128 0.75 -> 0.64 ms on one core). Larger maps keep 32 (VGG's
- * 112x112 64 -> 128 3% slower at 16: twice the weight passes, GEMMs one vector wide). */
+ * many do not runs 16 tiles per task (640 KB stays in a 1 MB L2, and 49+ tiles then need
+ * no channel split: ResNet's 28x28 128 -> 128 0.75 -> 0.64 ms on one core). Larger maps keep
+ * 32 (VGG's 112x112 64 -> 128 3% slower at 16: twice the weight passes, GEMMs one vector
+ * wide). */
 #define WINO_TASK_FLOATS (160 * 1024)
 #define WINO_FEW_TILES   16 /* maps of at most this many tiles use the few-column GEMM */
 

@@ -226,7 +226,8 @@ START_TEST(pools_match_reference)
     for (int trial = 0; trial < 300; trial++) {
         conv_geom g = random_geom(1);
         if (trial % 2 == 0) { /* the common 2x2 / 3x3 stride-2 windows, rows up to 100 wide
-                               * (vectors inside the row load without masks, border ones with) */
+                               * (3x3: vectors inside the row load without masks, border ones
+                               * with) */
             g.w_in = tm_randint(3, 100);
             g.kh = g.kw = 2 + trial % 4 / 2;
             g.sh = g.sw = 2;
