@@ -154,6 +154,9 @@ static void pack_strip(const gemm_b *bs, int j, int nc, int q0, int kc, float *b
         const float *src =
             bs->off ? bs->b + bs->off[q0 + q] + j : bs->b + (size_t)(q0 + q) * bs->ldb + j;
         float *dst = bp + (size_t)q * NR;
+        /* the next strip's part of this row: B rows lie a map apart, too many streams for
+         * the hardware prefetcher (DenseNet-121 b1 6% faster, SqueezeNet, ResNet-50 2%) */
+        for (int v = 0; v < NV; v++) _mm_prefetch((const char *)(src + NR + 16 * v), _MM_HINT_T0);
         if (!bs->pre_scale) {
             for (int v = 0; v < NV; v++)
                 _mm512_store_ps(dst + 16 * v, _mm512_maskz_loadu_ps(mk[v], src + 16 * v));
@@ -278,6 +281,15 @@ static void tile(const float *ap, int kc, const float *bp, int live, const strip
 
 #define KC 256 /* k rows per packed strip: 256 x 48 floats = 48 KB */
 
+/* Prefetches up to MR rows (ld apart) of `live` vectors from p: the next panel's residual,
+ * which its epilogue would otherwise wait for (ResNet-50 2% faster). */
+static inline void prefetch_rows(const float *p, size_t ld, int rows, int live)
+{
+    for (int r = 0; r < rows && r < MR; r++)
+        for (int v = 0; v < live; v++)
+            _mm_prefetch((const char *)(p + r * ld + 16 * v), _MM_HINT_T0);
+}
+
 /* Column strips of NR outer, k blocks of KC, row panels inner: each strip block is packed
  * once and stays in L1 while every panel of A streams past it. Uses a thread-local strip
  * buffer (48 KB, touched on a thread's first call). */
@@ -295,6 +307,8 @@ static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, in
             pack_strip(bs, j, nc, q0, kc, strip);
             for (int p = 0; p * MR < m; p++) {
                 int r0 = p * MR, mr = m - r0 < MR ? m - r0 : MR;
+                if (res && q0 + kc == k)
+                    prefetch_rows(res + (size_t)(r0 + MR) * ldres + sm.o, ldres, m - r0 - MR, live);
                 tile(packed + (size_t)p * k * MR + (size_t)q0 * MR, kc, strip, live, &sm,
                      c + (size_t)r0 * ldc, ldc, mr, q0 == 0, q0 + kc == k, bias ? bias + r0 : NULL,
                      res ? res + (size_t)r0 * ldres : NULL, ldres, act);
