@@ -35,7 +35,8 @@ LDFLAGS_ALL = $(SAN_LDFLAGS) $(LDFLAGS)
 
 # Per-file instruction sets: the rest of the code builds for baseline x86-64 and dispatches.
 ISA_avx2 := -mavx2 -mfma -mf16c
-ISA_avx512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma
+# -mprfchw: prefetches for writing (PREFETCHW), which every AVX-512 CPU has
+ISA_avx512 := -mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mprfchw
 isa_flags = $(if $(findstring _avx512,$1),$(ISA_avx512),$(if $(findstring _avx2,$1),$(ISA_avx2)))
 
 ENGINE_SRC := $(sort $(wildcard engine/*.c))
