@@ -328,7 +328,8 @@ static void conv_gemm_task(void *arg, int task, int thread)
 
 /* One (image, chunk of tiles, output-channel part) of a Winograd conv: input transform of
  * the chunk's tiles for every input channel, 36 GEMMs, output transform with bias, residual
- * and activation. Scratch: V (36 x C_in x chunk), then M (36 x part x chunk). */
+ * and activation. Scratch: V (36 positions of C_in x chunk, wino_pos_stride apart), then M
+ * (36 of part x chunk). */
 static void wino_task(void *arg, int task, int thread)
 {
     const job *j = arg;
@@ -349,18 +350,20 @@ static void wino_task(void *arg, int task, int thread)
     const float *res =
         s->residual >= 0 ? j->c->ptr[s->residual] + img * istride(j, s->residual) : NULL;
     float *v = j->c->scratch + (size_t)thread * j->c->m->plan.scratch_floats;
-    float *mm = v + (size_t)WINO_POS * cin * ld;
-    kern->wino_input(x, cin, g->h_in, g->w_in, g->pt, g->pl, tw, t0, t1, v, (size_t)ld);
+    size_t vps = wino_pos_stride((size_t)cin, (size_t)ld),
+           mps = wino_pos_stride((size_t)ocs, (size_t)ld);
+    float *mm = v + WINO_POS * vps;
+    kern->wino_input(x, cin, g->h_in, g->w_in, g->pt, g->pl, tw, t0, t1, v, (size_t)ld, vps);
     size_t per = s->gemm->packed_size(cout, cin);
     const float *u = W(j, s->w_off) + (size_t)(o0 / mr) * mr * cin;
     act_params none = {ACT_NONE, 0, 0};
     for (int q = 0; q < WINO_POS; q++) {
-        gemm_b bs = {.b = v + (size_t)q * cin * ld, .ldb = (size_t)ld};
-        s->gemm->run(u + (size_t)q * per, o1 - o0, cin, &bs, 0, nt, mm + (size_t)q * ocs * ld,
-                     (size_t)ld, NULL, NULL, 0, &none);
+        gemm_b bs = {.b = v + q * vps, .ldb = (size_t)ld};
+        s->gemm->run(u + (size_t)q * per, o1 - o0, cin, &bs, 0, nt, mm + q * mps, (size_t)ld, NULL,
+                     NULL, 0, &none);
     }
-    kern->wino_output(mm, (size_t)ocs, (size_t)ld, o0, o1, t0, t1, tw, g->h_out, g->w_out,
-                      W(j, s->b_off), res, y, &s->act);
+    kern->wino_output(mm, mps, (size_t)ld, o0, o1, t0, t1, tw, g->h_out, g->w_out, W(j, s->b_off),
+                      res, y, &s->act);
 }
 
 static void conv_ref_task(void *arg, int task, int thread)

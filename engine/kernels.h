@@ -126,9 +126,9 @@ typedef struct cvy_kernels {
     const struct cvy_gemm *gemm_few;
     /* Winograd F(4,3) input transform, as wino_input_tiles in winograd.h (the reference). */
     void (*wino_input)(const float *x, int cin, int h, int w, int pt, int pl, int tw, int t0,
-                       int t1, float *v, size_t ldv);
+                       int t1, float *v, size_t ldv, size_t vps);
     /* Winograd output transform + epilogue, as wino_output_tiles (the reference). */
-    void (*wino_output)(const float *m, size_t ocs, size_t ldm, int o0, int o1, int t0, int t1,
+    void (*wino_output)(const float *m, size_t mps, size_t ldm, int o0, int o1, int t0, int t1,
                         int tw, int h_out, int w_out, const float *bias, const float *res, float *y,
                         const act_params *act);
     /* y[c*hw + i] = a[c*hw + i] (+ or *) b[c], channel broadcast. */

@@ -871,7 +871,7 @@ static inline void wino_rows16(const float *xc, const int32_t base[16], const __
  * cells lie inside the image; then per channel the 6 rows of windows (wino_rows16) and the
  * transform. */
 static void wino_input16(const float *x, int cin, int h, int w, int pt, int pl, int tw, int t0,
-                         int t1, float *v, size_t ldv)
+                         int t1, float *v, size_t ldv, size_t vps)
 {
     for (int g0 = t0; g0 < t1; g0 += 16) {
         int n = t1 - g0 < 16 ? t1 - g0 : 16;
@@ -912,8 +912,8 @@ static void wino_input16(const float *x, int cin, int h, int w, int pt, int pl, 
                 __m512 o[6];
                 bt16(t[r], o);
                 for (int c = 0; c < 6; c++)
-                    _mm512_mask_storeu_ps(v + ((size_t)(r * 6 + c) * cin + ic) * ldv + (g0 - t0),
-                                          store, o[c]);
+                    _mm512_mask_storeu_ps(
+                        v + (size_t)(r * 6 + c) * vps + (size_t)ic * ldv + (g0 - t0), store, o[c]);
             }
         }
     }
@@ -936,7 +936,7 @@ static inline void at16(const __m512 m[6], __m512 o[4])
  * lines of the channel WINO_PF_AHEAD on are prefetched for writing (one task's output
  * transform on the second core took 4x the first's; SqueezeNet 3%, ResNet-18 2-5% faster). */
 #define WINO_PF_AHEAD 2
-static void wino_output16(const float *m, size_t ocs, size_t ldm, int o0, int o1, int t0, int t1,
+static void wino_output16(const float *m, size_t mps, size_t ldm, int o0, int o1, int t0, int t1,
                           int tw, int h_out, int w_out, const float *bias, const float *res,
                           float *y, const act_params *act)
 {
@@ -959,7 +959,7 @@ static void wino_output16(const float *m, size_t ocs, size_t ldm, int o0, int o1
             for (int c = 0; c < 6; c++) {
                 __m512 col[6], o[4];
                 for (int r = 0; r < 6; r++)
-                    col[r] = _mm512_maskz_loadu_ps(live, mo + (size_t)(r * 6 + c) * ocs * ldm);
+                    col[r] = _mm512_maskz_loadu_ps(live, mo + (size_t)(r * 6 + c) * mps);
                 at16(col, o);
                 for (int r = 0; r < 4; r++) t[r][c] = o[r];
             }

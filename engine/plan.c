@@ -698,7 +698,8 @@ static cvy_status plan_conv(builder *b, int i)
         size_t mr = (size_t)gk->mr;
         size_t ocs = ((size_t)g.c_out + st->splits - 1) / (size_t)st->splits;
         ocs = (ocs + mr - 1) / mr * mr; /* parts start on packed panel boundaries */
-        st->scratch = (size_t)WINO_POS * (size_t)st->chunk * ((size_t)g.c_in + ocs);
+        st->scratch = WINO_POS * (wino_pos_stride((size_t)g.c_in, (size_t)st->chunk) +
+                                  wino_pos_stride(ocs, (size_t)st->chunk));
     } else if (kind == S_CONV_GEMM) {
         size_t chunk = conv_chunk(cols, k, few ? 8 : 16);
         st->chunk = (int)chunk;

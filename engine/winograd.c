@@ -60,12 +60,12 @@ void wino_input(const float *x, int h, int w, int y0, int x0, float *v, size_t v
 }
 
 void wino_input_tiles(const float *x, int cin, int h, int w, int pt, int pl, int tw, int t0, int t1,
-                      float *v, size_t ldv)
+                      float *v, size_t ldv, size_t vps)
 {
     for (int ic = 0; ic < cin; ic++)
         for (int t = t0; t < t1; t++)
             wino_input(x + (size_t)ic * h * w, h, w, t / tw * 4 - pt, t % tw * 4 - pl,
-                       v + (size_t)ic * ldv + (t - t0), (size_t)cin * ldv);
+                       v + (size_t)ic * ldv + (t - t0), vps);
 }
 
 /* o = A^T m for 6 values (A^T is 4x6). */
@@ -90,7 +90,7 @@ void wino_output(const float *m, size_t mstride, float y[WINO_TILE][WINO_TILE])
     for (int r = 0; r < 4; r++) at(t[r], y[r]);
 }
 
-void wino_output_tiles(const float *m, size_t ocs, size_t ldm, int o0, int o1, int t0, int t1,
+void wino_output_tiles(const float *m, size_t mps, size_t ldm, int o0, int o1, int t0, int t1,
                        int tw, int h_out, int w_out, const float *bias, const float *res, float *y,
                        const act_params *act)
 {
@@ -98,7 +98,7 @@ void wino_output_tiles(const float *m, size_t ocs, size_t ldm, int o0, int o1, i
     for (int oc = o0; oc < o1; oc++)
         for (int t = t0; t < t1; t++) {
             float out[WINO_TILE][WINO_TILE];
-            wino_output(m + (size_t)(oc - o0) * ldm + (t - t0), ocs * ldm, out);
+            wino_output(m + (size_t)(oc - o0) * ldm + (t - t0), mps, out);
             int oy0 = t / tw * 4, ox0 = t % tw * 4;
             for (int a = 0; a < 4 && oy0 + a < h_out; a++)
                 for (int b = 0; b < 4 && ox0 + b < w_out; b++) {

@@ -545,11 +545,12 @@ START_TEST(winograd_input_matches_reference)
         if (tw < 1) tw = 1;
         if (th < 1) th = 1;
         int tiles = tw * th, t0 = tm_randint(0, tiles - 1), t1 = tm_randint(t0 + 1, tiles);
-        size_t ldv = 40, nv = 36 * (size_t)cin * ldv;
+        /* positions cin * ldv apart or further (wino_pos_stride pads them) */
+        size_t ldv = 40, vps = (size_t)cin * ldv + (size_t)tm_randint(0, 20), nv = 36 * vps;
         float *x = malloc((size_t)cin * h * w * 4), *v1 = calloc(nv, 4), *v2 = calloc(nv, 4);
         tm_fill(x, (size_t)cin * h * w);
-        wino_input_tiles(x, cin, h, w, pt, pl, tw, t0, t1, v1, ldv);
-        cvy_kernels_avx512()->wino_input(x, cin, h, w, pt, pl, tw, t0, t1, v2, ldv);
+        wino_input_tiles(x, cin, h, w, pt, pl, tw, t0, t1, v1, ldv, vps);
+        cvy_kernels_avx512()->wino_input(x, cin, h, w, pt, pl, tw, t0, t1, v2, ldv, vps);
         ck_assert_mem_eq(v1, v2, nv * 4);
         free(x), free(v1), free(v2);
     }
@@ -569,14 +570,15 @@ START_TEST(winograd_output_matches_reference)
         int h = tm_randint(1, 30), w = tm_randint(1, 30), tw = (w + 3) / 4, th = (h + 3) / 4;
         int cout = tm_randint(1, 9), o0 = tm_randint(0, cout - 1), o1 = tm_randint(o0 + 1, cout);
         int tiles = tw * th, t0 = tm_randint(0, tiles - 1), t1 = tm_randint(t0 + 1, tiles);
-        size_t ldm = 40, ocs = (size_t)(o1 - o0), nm = 36 * ocs * ldm, ny = (size_t)cout * h * w;
+        size_t ldm = 40, mps = (size_t)(o1 - o0) * ldm + (size_t)tm_randint(0, 20), nm = 36 * mps,
+               ny = (size_t)cout * h * w;
         float *m = malloc(nm * 4), *res = malloc(ny * 4), *bias = malloc((size_t)cout * 4);
         float *y1 = calloc(ny, 4), *y2 = calloc(ny, 4);
         tm_fill(m, nm), tm_fill(res, ny), tm_fill(bias, (size_t)cout);
         const act_params *a = &ACTS[trial % N_ACTS];
         const float *r = trial % 2 ? res : NULL;
-        wino_output_tiles(m, ocs, ldm, o0, o1, t0, t1, tw, h, w, bias, r, y1, a);
-        cvy_kernels_avx512()->wino_output(m, ocs, ldm, o0, o1, t0, t1, tw, h, w, bias, r, y2, a);
+        wino_output_tiles(m, mps, ldm, o0, o1, t0, t1, tw, h, w, bias, r, y1, a);
+        cvy_kernels_avx512()->wino_output(m, mps, ldm, o0, o1, t0, t1, tw, h, w, bias, r, y2, a);
         ck_assert_msg(tm_err(y2, y1, ny, 1e-7, a->type == ACT_SIGMOID ? 1e-6 : 0.0) <= 1.0,
                       "trial %d", trial);
         free(m), free(res), free(bias), free(y1), free(y2);
