@@ -131,6 +131,18 @@ static size_t istride(const job *j, int v)
     return p->values[v].root == p->input ? p->values[p->input].size : p->arena_floats;
 }
 
+/* Prefetches rows [y0, y1] (clipped to the map) of the channel plane xc (h x w) for a
+ * padding copy two channels ahead: the input usually comes from the previous step's tasks
+ * on both cores, and a row or two per channel is too short a stream for the hardware
+ * prefetcher (ResNet-50 2.5% faster). */
+static void prefetch_rows(const float *xc, int h, int w, int y0, int y1)
+{
+    y0 = y0 < 0 ? 0 : y0;
+    y1 = y1 >= h ? h - 1 : y1;
+    for (const float *p = xc + (size_t)y0 * w, *e = xc + (size_t)(y1 + 1) * w; p < e; p += 16)
+        __builtin_prefetch(p, 0, 3);
+}
+
 /* Copies output rows [r0, r1)'s input window of one group into the padded layout
  * (cin_g x hp rows of wp floats, zero borders; a row's right padding is the next row's left
  * padding, see padded_pitch) at pad, and zeroes the left padding of the row after the window,
@@ -139,8 +151,11 @@ static void pad_rows(const float *x, float *pad, const step *s, int cin_g, int r
 {
     const conv_geom *g = &s->g;
     int last = r1 - 1 + (g->kh - 1) * g->dh; /* last padded row the chunk reads */
+    size_t plane = (size_t)g->h_in * g->w_in;
     for (int ic = 0; ic < cin_g; ic++) {
-        const float *xc = x + (size_t)ic * g->h_in * g->w_in;
+        const float *xc = x + (size_t)ic * plane;
+        if (ic + 2 < cin_g)
+            prefetch_rows(xc + 2 * plane, g->h_in, g->w_in, r0 - g->pt, last - g->pt);
         for (int py = r0; py <= last; py++) {
             float *row = pad + ((size_t)ic * s->hp + py) * s->wp;
             int iy = py - g->pt;
@@ -167,9 +182,12 @@ static void pad_phases(const cvy_kernels *k, const float *x, float *pad, const s
     const conv_geom *g = &s->g;
     int ny = g->kh > 1 ? 2 : 1, nx = g->kw > 1 ? 2 : 1;
     int last = r1 - 1 + (g->kh - 1) / 2; /* last phase row the chunk reads */
-    size_t plane = (size_t)s->hp * s->wp;
+    size_t plane = (size_t)s->hp * s->wp, in_plane = (size_t)g->h_in * g->w_in;
     for (int ic = 0; ic < cin_g; ic++) {
-        const float *xc = x + (size_t)ic * g->h_in * g->w_in;
+        const float *xc = x + (size_t)ic * in_plane;
+        if (ic + 2 < cin_g)
+            prefetch_rows(xc + 2 * in_plane, g->h_in, g->w_in, 2 * r0 - g->pt,
+                          2 * last + ny - 1 - g->pt);
         for (int y = r0; y <= last; y++)
             for (int py = 0; py < ny; py++) { /* input rows in order */
                 float *row = pad + ((size_t)(ic * ny + py) * nx * s->hp + y) * s->wp;
