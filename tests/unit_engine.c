@@ -111,7 +111,9 @@ static uint32_t build_conv(fmt_model *m, int v)
 
 /* Stride-2 convs as the AVX-512 engine runs them over phase planes: ResNet-like stems (7x7
  * or 3x3 on 3 channels, large maps), 3x3 and 1x1 downsamplers, and small maps with k >= 1024
- * whose output channels are split (the few-column GEMM); odd sizes and every padding. */
+ * whose output channels are split (the few-column GEMM); odd sizes and every padding. Stems
+ * up to 130 wide have rows of up to 65 outputs, so some 48-column strips of the GEMM lie
+ * inside a row (plain stores) and others span a padding column (packed stores). */
 static uint32_t build_strided(fmt_model *m, int v)
 {
     static const int ks[] = {7, 3, 3, 1, 3};
@@ -119,7 +121,7 @@ static uint32_t build_strided(fmt_model *m, int v)
     int cin = kind < 2 ? 3 : kind == 4 ? 128 : tm_randint(5, 40);
     int cout = kind == 4 ? tm_randint(64, 72) : tm_randint(4, 40);
     int h = kind == 4 ? tm_randint(9, 14) : tm_randint(k, kind < 2 ? 60 : 30);
-    int w = kind == 4 ? tm_randint(9, 14) : tm_randint(k, kind < 2 ? 60 : 30);
+    int w = kind == 4 ? tm_randint(9, 14) : tm_randint(k, kind < 2 ? 130 : 30);
     uint32_t x = tm_begin(m, cin, h, w);
     int wd[4] = {cout, cin, k, k}, bd[1] = {cout};
     uint32_t in[3] = {x, tm_weight(m, 4, wd, 0.3f), tm_weight(m, 1, bd, 0.5f)};
