@@ -285,10 +285,10 @@ static void tile(const float *ap, int kc, const float *bp, int live, const strip
 
 #define KC 256 /* k rows per packed strip: 256 x 48 floats = 48 KB */
 
-/* Before a panel's last k block, when there is a residual: the next panel's residual rows
- * (up to MR rows of `live` vectors, `rows` left), which its epilogue would otherwise wait
- * for, and its output rows for writing (ResNet-50 2% faster each; layers without a residual
- * measured level with the output prefetch). */
+/* Before a panel's last k block, when there is a residual and a next panel: that panel's
+ * residual rows (up to MR rows of `live` vectors, `rows` left), which its epilogue would
+ * otherwise wait for, and its output rows for writing (ResNet-50 2% faster each; layers
+ * without a residual measured level with the output prefetch). */
 static inline void prefetch_next_panel(const float *res, size_t ldres, float *c, size_t ldc,
                                        int rows, int live)
 {
@@ -316,7 +316,7 @@ static void gemm(const float *packed, int m, int k, const gemm_b *bs, int j0, in
             pack_strip(bs, j, nc, q0, kc, strip);
             for (int p = 0; p * MR < m; p++) {
                 int r0 = p * MR, mr = m - r0 < MR ? m - r0 : MR;
-                if (res && q0 + kc == k)
+                if (res && q0 + kc == k && r0 + MR < m)
                     prefetch_next_panel(res + (size_t)(r0 + MR) * ldres + sm.o, ldres,
                                         c + (size_t)(r0 + MR) * ldc + sm.o, ldc, m - r0 - MR, live);
                 tile(packed + (size_t)p * k * MR + (size_t)q0 * MR, kc, strip, live, &sm,
@@ -956,7 +956,8 @@ static inline void at16(const __m512 m[6], __m512 o[4])
  * tile's 4 rows stored (masked at the image border). The stores are short and close
  * together, so lines another core holds (the next layer read them there) stalled them: the
  * lines of the channel WINO_PF_AHEAD on are prefetched for writing (one task's output
- * transform on the second core took 4x the first's; SqueezeNet 3%, ResNet-18 2-5% faster). */
+ * transform on the second core took 4x the first's; SqueezeNet 6-7% faster, a 16 -> 64 3x3
+ * at 55x55 alone 8-22%). */
 #define WINO_PF_AHEAD 2
 static void wino_output16(const float *m, size_t mps, size_t ldm, int o0, int o1, int t0, int t1,
                           int tw, int h_out, int w_out, const float *bias, const float *res,
